@@ -1,0 +1,1 @@
+"""skillbank: a versioned library of neural-network skills."""
