@@ -1,0 +1,143 @@
+"""A base model: a Hugging Face model directory on local disk, known by a fingerprint.
+
+The fingerprint hashes the model's config and every weight tensor (name, dtype, shape,
+bytes), so two copies of the same model match and any changed weight does not. Only
+safetensors weights are read: a directory holding only pickled weights is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from .skill import Skill, SkillError, canonical_json
+
+# Config keys that describe how a file was written, not what the model is.
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path"}
+
+
+class BaseMismatch(SkillError):
+    """A skill made on one base was applied to another."""
+
+
+def weight_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+        if pickled:
+            raise SkillError(
+                f"{path}: only pickled weights ({', '.join(pickled)}); skillbank reads safetensors "
+                "only and never unpickles (convert with save_pretrained(safe_serialization=True))"
+            )
+        raise SkillError(f"{path}: no *.safetensors weights found")
+    return files
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise SkillError(f"{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        return json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise SkillError(f"{cfg_path}: malformed JSON ({e.msg} at line {e.lineno})") from None
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 over the canonical config and every tensor of every safetensors file."""
+    path = Path(path)
+    config = {k: v for k, v in read_config(path).items() if k not in _VOLATILE_CONFIG_KEYS}
+    h = hashlib.sha256(canonical_json(config).encode())
+    tensors: dict[str, tuple[Path, str]] = {}
+    for file in weight_files(path):
+        with safe_open(file, framework="pt") as f:
+            for key in f.keys():
+                tensors[key] = (file, key)
+    for key in sorted(tensors):
+        file, _ = tensors[key]
+        with safe_open(file, framework="pt") as f:
+            t = f.get_tensor(key).contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def detect_kind(config: dict[str, Any]) -> str:
+    """``causal`` for generation models, ``encoder`` for the rest (classification skills)."""
+    archs = config.get("architectures") or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    return "encoder"
+
+
+@dataclass
+class Base:
+    """A registered base: ``path`` is its model directory (inside the library home)."""
+
+    name: str
+    path: Path
+    fingerprint: str
+    kind: str  # "causal" | "encoder"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.fingerprint[:12]
+
+    def model_class(self):
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        return AutoModelForCausalLM if self.kind == "causal" else AutoModel
+
+    def load_model(self, skills: list[Skill] = (), dtype: torch.dtype = torch.float32):
+        """The base model in eval mode, with the static skills' ΔW added to its weights."""
+        model = self.model_class().from_pretrained(self.path, dtype=dtype)
+        model.eval()
+        for skill in skills:
+            apply_skill(model, skill, self)
+        return model
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.path)
+
+    def module_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{parameter name: shape}`` of the model class, built on the meta device."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.path)
+        with torch.device("meta"):
+            model = self.model_class().from_config(config)
+        return {k: tuple(v.shape) for k, v in model.named_parameters()}
+
+
+def check_base(skill: Skill, base: Base) -> None:
+    if skill.base != base.fingerprint:
+        raise BaseMismatch(
+            f"skill {skill.ref} was made on base {skill.base[:12]} but this base "
+            f"({base.name}) is {base.fingerprint[:12]}; refusing to apply it"
+        )
+
+
+@torch.no_grad()
+def apply_skill(model: torch.nn.Module, skill: Skill, base: Base, weight: float = 1.0) -> None:
+    """Add ``weight``·ΔW of a static skill to the model's parameters, in place."""
+    check_base(skill, base)
+    params = dict(model.named_parameters())
+    for name, dw in skill.delta().items():
+        if name not in params:
+            raise SkillError(f"skill {skill.ref} changes {name!r}, which base {base.name} lacks")
+        p = params[name]
+        if tuple(p.shape) != tuple(dw.shape):
+            raise SkillError(
+                f"skill {skill.ref}: ΔW for {name} has shape {tuple(dw.shape)}, "
+                f"base has {tuple(p.shape)}"
+            )
+        p.add_(weight * dw.to(p.dtype))

@@ -1,0 +1,186 @@
+"""PEFT interchange: import a LoRA adapter directory as a skill and export a skill back.
+
+A PEFT LoRA directory holds ``adapter_config.json`` and ``adapter_model.safetensors``
+whose keys read ``base_model.model.<module>.lora_{A,B}.weight``. Import keeps the
+tensors bit for bit (keys renamed to the base's module paths) and the config; export
+writes them back, so export(import(dir)) holds the same tensors, plus a model card.
+Pickled adapters (``adapter_model.bin``) are refused: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .base import Base
+from .skill import Skill, SkillError, canonical_json, lora_modules
+
+PREFIX = "base_model.model."
+# Config keys that describe where an adapter was written, not what it is.
+_VOLATILE = {"base_model_name_or_path", "revision", "inference_mode", "auto_mapping"}
+_UNSUPPORTED = {
+    "use_dora": "DoRA adapters",
+    "rank_pattern": "per-module ranks (rank_pattern)",
+    "alpha_pattern": "per-module alphas (alpha_pattern)",
+    "modules_to_save": "extra trained modules (modules_to_save)",
+    "layers_to_transform": "layer subsets (layers_to_transform)",
+}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    cfg = path / "adapter_config.json"
+    if not cfg.is_file():
+        raise SkillError(f"{path}: no adapter_config.json (not a PEFT adapter directory)")
+    try:
+        config = json.loads(cfg.read_text())
+    except json.JSONDecodeError as e:
+        raise SkillError(f"{cfg}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(config, dict):
+        raise SkillError(f"{cfg}: expected a JSON object")
+    if config.get("peft_type") != "LORA":
+        raise SkillError(f"{cfg}: peft_type is {config.get('peft_type')!r}; only LORA adapters import")
+    for key in ("r", "lora_alpha"):
+        if not isinstance(config.get(key), int | float) or config[key] <= 0:
+            raise SkillError(f"{cfg}: {key} must be a positive number, got {config.get(key)!r}")
+    for key, what in _UNSUPPORTED.items():
+        if config.get(key):
+            raise SkillError(f"{cfg}: {what} are not supported yet")
+    if config.get("bias", "none") != "none":
+        raise SkillError(f"{cfg}: bias={config['bias']!r} adapters are not supported (only 'none')")
+    return config
+
+
+def _map_module(module: str, params: dict[str, tuple[int, ...]]) -> str | None:
+    """The base parameter a PEFT module path refers to, tolerating a task-model prefix
+    (an adapter trained on ``BertForSequenceClassification`` names ``bert.encoder…``)."""
+    parts = module.split(".")
+    for drop in range(len(parts)):
+        candidate = ".".join(parts[drop:])
+        if f"{candidate}.weight" in params:
+            return candidate
+    return None
+
+
+def import_peft(path: str | Path, name: str, base: Base) -> Skill:
+    """Read a PEFT LoRA adapter directory into a ``lora`` skill for ``base`` (not stored)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SkillError(f"{path}: no such directory")
+    weights = path / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (path / "adapter_model.bin").exists():
+            raise SkillError(
+                f"{path}: adapter_model.bin is a pickle, which can run code when loaded; skillbank "
+                "never unpickles. Re-save the adapter with safe_serialization=True"
+            )
+        raise SkillError(f"{path}: no adapter_model.safetensors")
+    config = _read_config(path)
+    try:
+        raw = load_file(weights)
+    except (SafetensorError, OSError) as e:
+        raise SkillError(f"{weights}: unreadable safetensors file ({e})") from None
+    params = base.module_shapes()
+    tensors = {}
+    for key, t in raw.items():
+        if not key.startswith(PREFIX) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
+            raise SkillError(f"{weights}: unexpected tensor {key!r} (only LoRA A/B weights import)")
+        module, _, which = key.removeprefix(PREFIX).rpartition(".lora_")
+        target = _map_module(module, params)
+        if target is None:
+            raise SkillError(f"{weights}: module {module!r} is not in base {base.name}")
+        tensors[f"{target}.lora_{which}"] = t
+    if not tensors:
+        raise SkillError(f"{weights}: holds no tensors")
+    for module in lora_modules(tensors):
+        a = tensors[f"{module}.lora_A.weight"]
+        b = tensors.get(f"{module}.lora_B.weight")
+        if b is None:
+            raise SkillError(f"{weights}: {module} has lora_A but no lora_B")
+        out_f, in_f = params[f"{module}.weight"]
+        if config.get("fan_in_fan_out"):
+            out_f, in_f = in_f, out_f
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != in_f or b.shape[0] != out_f or a.shape[0] != b.shape[1]:
+            raise SkillError(
+                f"{weights}: {module} has A{tuple(a.shape)} B{tuple(b.shape)}, which do not fit the "
+                f"base's {out_f}x{in_f} weight"
+            )
+    if len([k for k in tensors if k.endswith("lora_B.weight")]) != len(lora_modules(tensors)):
+        raise SkillError(f"{weights}: a module has lora_B but no lora_A")
+    kept = {k: v for k, v in config.items() if k not in _VOLATILE}
+    return Skill(
+        name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=kept,
+        recipe={"method": "import", "source": str(path.resolve()),
+                "source_base": config.get("base_model_name_or_path")},
+    )
+
+
+def model_card(skill: Skill, base: Base) -> str:
+    """A README in the shape PEFT and mergekit write: YAML header, then the skill's story."""
+    lineage = "\n".join(f"- `{p}`" for p in skill.lineage) or "- (none: trained or imported directly)"
+    metrics = json.dumps(skill.metrics, indent=2, sort_keys=True, default=str)
+    return f"""---
+base_model: {base.path}
+library_name: peft
+tags:
+- skillbank
+- lora
+---
+
+# {skill.name} (version {skill.version})
+
+A `{skill.kind}` skill exported by skillbank.
+
+- Base model: **{base.name}**, fingerprint `{base.fingerprint}`
+- Content hash: `{skill.content_hash}`
+- Created: {skill.created}
+
+## Lineage
+{lineage}
+
+## Recipe
+Everything needed to make this skill again:
+
+```json
+{json.dumps(skill.recipe, indent=2, sort_keys=True, default=str)}
+```
+
+## Metrics
+```json
+{metrics}
+```
+"""
+
+
+def export_peft(skill: Skill, base: Base, path: str | Path) -> Path:
+    """Write ``skill`` as a PEFT LoRA adapter directory (which must not exist or be empty)."""
+    if skill.kind != "lora":
+        raise SkillError(f"skill {skill.ref} is a {skill.kind}; only lora skills export to PEFT")
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
+    modules = lora_modules(skill.tensors)
+    config = dict(skill.config)
+    config.setdefault("peft_type", "LORA")
+    config.setdefault("r", int(skill.tensors[f"{modules[0]}.lora_A.weight"].shape[0]))
+    config.setdefault("lora_alpha", config["r"])
+    config.setdefault("target_modules", sorted({m.rsplit(".", 1)[-1] for m in modules}))
+    config.setdefault("task_type", "CAUSAL_LM" if base.kind == "causal" else "FEATURE_EXTRACTION")
+    config["base_model_name_or_path"] = str(base.path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {f"{PREFIX}{k}": v.contiguous() for k, v in skill.tensors.items()}
+    save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (tmp / "README.md").write_text(model_card(skill, base))
+    (tmp / "skillbank.json").write_text(canonical_json(skill.manifest()) + "\n")
+    if path.exists():
+        path.rmdir()
+    os.replace(tmp, path)
+    return path

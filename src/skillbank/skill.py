@@ -1,0 +1,146 @@
+"""A skill: a manifest (what it is, where it came from) plus a flat dict of tensors.
+
+Kinds and what their tensors hold (keys are module paths in the base model):
+
+- ``lora``   ``{module}.lora_A.weight`` (r×in) and ``{module}.lora_B.weight`` (out×r);
+             ΔW = s·B·A with s = lora_alpha / r (or / √r with rsLoRA), as in PEFT.
+- ``delta``  ``{param}`` → ΔW, a dense change to one base parameter.
+- ``sparse`` ``{param}.indices`` (flat int64) and ``{param}.values``: ΔW with zeros elsewhere.
+- ``router`` the router's own parameters; its members are named in ``lineage`` and it is
+             applied at run time, so it has no static delta.
+
+Extra tensors that are not a change of the base (a classification head, say) live under
+the ``head.`` prefix and are applied by the code that builds the task model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+
+KINDS = ("lora", "delta", "sparse", "router")
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class SkillError(ValueError):
+    """Bad skill input: a one-line message meant for the user."""
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Names are letters, digits and ``._-``; no path tricks like ``..``."""
+    if not name or not NAME_RE.match(name) or name in (".", "..") or len(name) > 128:
+        raise SkillError(
+            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-' (not '.' or '..')"
+        )
+    return name
+
+
+@dataclass
+class Skill:
+    """One version of a skill. ``version`` and ``content_hash`` are set by the library."""
+
+    name: str
+    kind: str
+    base: str  # fingerprint of the base model it was made on
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any] = field(default_factory=dict)  # e.g. the LoRA config
+    recipe: dict[str, Any] = field(default_factory=dict)  # method, hyper-parameters, data, seed
+    lineage: list[str] = field(default_factory=list)  # parent refs "name@version"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    content_hash: str = ""
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if self.kind not in KINDS:
+            raise SkillError(f"unknown skill kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}" if self.version is not None else self.name
+
+    def manifest(self) -> dict[str, Any]:
+        """Everything but the tensors, as JSON-ready data."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "base": self.base,
+            "config": self.config,
+            "recipe": self.recipe,
+            "lineage": self.lineage,
+            "metrics": self.metrics,
+            "created": self.created,
+            "content_hash": self.content_hash,
+            "tags": self.tags,
+            "tensors": {k: [list(v.shape), str(v.dtype).removeprefix("torch.")]
+                        for k, v in sorted(self.tensors.items())},
+        }
+
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    def delta(self) -> dict[str, torch.Tensor]:
+        """What the skill does to the base: ``{param name: ΔW}`` (float32).
+
+        Raises for ``router`` skills, which act per input at run time.
+        """
+        if self.kind == "lora":
+            return lora_delta(self.tensors, self.config)
+        if self.kind == "delta":
+            return {k: v.float() for k, v in self.tensors.items() if not k.startswith("head.")}
+        if self.kind == "sparse":
+            shapes = self.config.get("shapes", {})
+            out = {}
+            for key in self.tensors:
+                if key.endswith(".indices"):
+                    param = key.removesuffix(".indices")
+                    flat = torch.zeros(math.prod(shapes[param]))
+                    flat[self.tensors[key].long()] = self.tensors[param + ".values"].float()
+                    out[param] = flat.view(shapes[param])
+            return out
+        raise SkillError(f"skill {self.ref} is a {self.kind}: it is applied per input, not as ΔW")
+
+    def head(self) -> dict[str, torch.Tensor]:
+        """Task-head tensors the skill carries (e.g. a classifier), prefix stripped."""
+        return {k.removeprefix("head."): v for k, v in self.tensors.items() if k.startswith("head.")}
+
+
+def lora_scale(config: dict[str, Any], rank: int) -> float:
+    """PEFT's scaling: alpha / r, or alpha / sqrt(r) with rsLoRA."""
+    alpha = config.get("lora_alpha", rank)
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def lora_modules(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return sorted(k.removesuffix(".lora_A.weight") for k in tensors if k.endswith(".lora_A.weight"))
+
+
+def lora_delta(tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """ΔW = s·B·A per module (transposed when the base stores W as in×out, fan_in_fan_out)."""
+    out = {}
+    for module in lora_modules(tensors):
+        a = tensors[f"{module}.lora_A.weight"].float()
+        b = tensors[f"{module}.lora_B.weight"].float()
+        dw = lora_scale(config, a.shape[0]) * (b @ a)
+        out[f"{module}.weight"] = dw.T if config.get("fan_in_fan_out") else dw
+    return out
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash(kind: str, base: str, config: dict[str, Any], blob_sha: str) -> str:
+    """Identity of a skill's content: same tensors, kind, config and base → same hash."""
+    payload = canonical_json({"kind": kind, "base": base, "config": config, "blob": blob_sha})
+    return hashlib.sha256(payload.encode()).hexdigest()
