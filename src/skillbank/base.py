@@ -44,9 +44,14 @@ def read_config(path: Path) -> dict[str, Any]:
     if not cfg_path.is_file():
         raise SkillError(f"{path}: not a Hugging Face model directory (no config.json)")
     try:
-        return json.loads(cfg_path.read_text())
+        config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise SkillError(f"{cfg_path}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise SkillError(f"{cfg_path}: not UTF-8 text, so not JSON") from None
+    if not isinstance(config, dict):
+        raise SkillError(f"{cfg_path}: expected a JSON object")
+    return config
 
 
 def fingerprint(path: str | Path) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,7 +93,12 @@ def import_cmd(directory: Path,
 
     library = lib()
     skill = library.add(import_peft(directory, name, library.base(base)))
-    emit(skill.manifest()) if as_json else out.print(f"imported {skill.ref} ({skill.num_params():,} parameters)")
+    if as_json:
+        return emit(dict(skill.manifest(), new=library.last_add_new))
+    if library.last_add_new:
+        out.print(f"imported {skill.ref} ({skill.num_params():,} parameters)")
+    else:
+        out.print(f"{skill.ref} already holds this content; no new version")
 
 
 @app.command("export")
@@ -190,10 +197,177 @@ def gc_cmd(as_json: JsonOpt = False) -> None:
     emit(r) if as_json else out.print(f"removed {r['blobs_removed']} blobs, freed {fmt_size(r['bytes_freed'])}")
 
 
+# -- acquire, evaluate, demo ---------------------------------------------------------
+class Ui:
+    """Progress bars (loss and ETA) on stderr, messages on stdout; quiet under --json."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            out.print(msg)
+
+    @contextmanager
+    def bar(self, desc: str, total: int):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        if self.quiet:
+            yield lambda step, loss: None
+            return
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
+                TimeRemainingColumn()]
+        with Progress(*cols, console=err, transient=False) as p:
+            task = p.add_task(desc, total=total, loss="")
+
+            def update(step: int, loss: float | None) -> None:
+                p.update(task, completed=step, loss=f"loss {loss:.4f}" if loss is not None else "")
+
+            yield update
+
+
+def _csv(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise SkillError(f"expected a comma-separated list, got {value!r}")
+    return items
+
+
+@base_app.command("train")
+def base_train(name: str,
+               world: Annotated[str, typer.Option(help="World whose base tasks it learns.")] = "strings",
+               tasks: Annotated[str, typer.Option(help="Comma-separated base tasks.")] = "copy,rev,sort",
+               size: Annotated[str, typer.Option(help="tiny, mini, small or large.")] = "mini",
+               steps: Annotated[int, typer.Option(min=1)] = 800,
+               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+               seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Train the embedded default base (a tiny transformer) and register it; re-used by recipe."""
+    from .acquire.pretrain import BaseRecipe, ensure_base
+    from .worlds import get_world
+
+    recipe = BaseRecipe(world=world, tasks=_csv(tasks), size=size, steps=steps, lr=lr, seed=seed)
+    w = get_world(world)
+    for t in recipe.tasks:
+        w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
+    ui = Ui(as_json)
+    with ui.bar(f"base {name}", steps) as step:
+        b, log = ensure_base(lib(), name, recipe, progress=step)
+    row = {"name": b.name, "fingerprint": b.fingerprint, "trained": log is not None,
+           "recipe": b.meta.get("recipe")}
+    emit(row) if as_json else out.print(
+        f"base {b.name} {b.short} " + ("trained" if log else "already in the library (same recipe)"))
+
+
+@app.command("train")
+def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill.")],
+              base: Annotated[str, typer.Option(help="Registered base.")],
+              task: Annotated[str, typer.Option(help="Task to learn, e.g. rot or rev+sort.")],
+              world: Annotated[str, typer.Option(help="strings, lego, arith or files.")] = "strings",
+              data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+              rank: Annotated[int, typer.Option(min=1)] = 8,
+              steps: Annotated[int, typer.Option(min=1)] = 300,
+              lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+              batch_size: Annotated[int, typer.Option(min=1)] = 64,
+              seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Train a LoRA skill through PEFT (resumes an interrupted run) and store it."""
+    from .acquire.lora import LoraRecipe, train_lora
+    from .skill import check_name
+    from .worlds import get_world
+
+    check_name(skill, "skill name")
+    world_args = {"path": str(data.resolve())} if data is not None else {}
+    get_world(world, **world_args).examples(task, 1, seed=0)
+    library = lib()
+    b = library.base(base)
+    recipe = LoraRecipe(world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,
+                        batch_size=batch_size, seed=seed, world_args=world_args)
+    ui = Ui(as_json)
+    with ui.bar(f"train {skill}", steps) as step:
+        s = library.add(train_lora(skill, b, recipe, library.home / "checkpoints", progress=step))
+    if as_json:
+        return emit(s.manifest())
+    t = s.metrics["train"]
+    out.print(f"stored {s.ref}: final loss {t['final_loss']:.4f}, {t['seconds']} s"
+              + (f" (resumed from step {t['resumed_from']})" if t["resumed_from"] else ""))
+
+
+@app.command("eval")
+def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERSION] (none: base only).")] = None,
+             base: Annotated[str | None, typer.Option(help="Base (default: the skills' base).")] = None,
+             world: str = "strings",
+             tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: the skills' tasks).")] = None,
+             n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
+             seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Evaluate the base alone and each skill on each task; results go to the library."""
+    from .evaluate.suites import eval_matrix
+
+    library = lib()
+    loaded = [library.get(r) for r in (skills or [])]
+    if base is None and not loaded:
+        raise SkillError("give at least one skill or --base")
+    b = library.base(base) if base else library.base_of(loaded[0])
+    task_list = _csv(tasks) if tasks else sorted({s.recipe.get("task") for s in loaded if s.recipe.get("task")})
+    if not task_list:
+        raise SkillError("no tasks: pass --tasks")
+    ui = Ui(as_json)
+    total = (len(loaded) + 1) * len(task_list)
+    with ui.bar("evaluate", total) as step:
+        counter = iter(range(1, total + 1))
+        matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
+                             progress=lambda *_: step(next(counter), None))
+    if as_json:
+        return emit(matrix)
+    table(f"exact match ± stderr ({n} held-out per task)", ["subject", *task_list],
+          [[s, *[f"{row[t]['exact_match']:.3f}±{row[t]['exact_match_stderr']:.3f}" for t in task_list]]
+           for s, row in matrix.items()])
+
+
+@app.command("demo")
+def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.html and summary.json go.")] = Path("skillbank-demo"),
+             steps: Annotated[int, typer.Option(min=1, help="Training steps per skill.")] = 300,
+             base_steps: Annotated[int, typer.Option(min=1, help="Base pre-training steps.")] = 800,
+             n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
+             size: Annotated[str, typer.Option(help="Base size: tiny, mini, small, large.")] = "mini",
+             tasks: Annotated[str, typer.Option(help="Skills to acquire (strings tasks).")] = "rot,shift,dedup,drop,swap,dup",
+             seed: int = 0, as_json: JsonOpt = False) -> None:
+    """The main job: a base gains skills, each stored, evaluated and reported."""
+    from .acquire.pretrain import BaseRecipe
+    from .demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=_csv(tasks),
+                     steps=steps, n_eval=n, seed=seed)
+    summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
+    if as_json:
+        return emit(summary)
+    table("skills on their own tasks (held-out exact match)",
+          ["skill", "task", "exact match", "± stderr", "base alone", "target met"],
+          [[k, s["task"], s["exact_match"], s["stderr"], s["base_exact_match"],
+            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
+    tasks_ = cfg.tasks
+    table("skill × task matrix (exact match)", ["subject", *tasks_],
+          [[subj, *[row[t] for t in tasks_]] for subj, row in summary["matrix"].items()])
+    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
+              f"wall time {summary['wall_seconds']} s")
+
+
 def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     try:
         app()
-    except (SkillError, LibraryError, FileNotFoundError) as e:
+    except (SkillError, LibraryError, ValueError, FileNotFoundError) as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -106,6 +106,7 @@ class Library:
     def __init__(self, home: Path, conn: sqlite3.Connection):
         self.home = home
         self.conn = conn
+        self.last_add_new: bool | None = None  # did the last `add` make a new version?
 
     # -- opening -------------------------------------------------------------------
     @classmethod
@@ -194,10 +195,15 @@ class Library:
             if not self.blob_path(sha).exists():  # a concurrent `gc` took it: write it again
                 self._write_atomic(self.blob_path(sha), data)
             row = c.execute(
-                "SELECT version FROM skills WHERE name=? AND content_hash=?", (skill.name, chash)
+                "SELECT version, manifest, created FROM skills WHERE name=? AND content_hash=?",
+                (skill.name, chash),
             ).fetchone()
-            if row is not None:
-                skill.version, skill.content_hash = row[0], chash
+            if row is not None:  # report the stored version as it is: versions never change
+                stored = json.loads(row[1])
+                skill.version, skill.content_hash, skill.created = row[0], chash, row[2]
+                skill.recipe, skill.lineage = stored["recipe"], stored["lineage"]
+                skill.metrics = stored["metrics"]
+                self.last_add_new = False
                 return skill
             last = c.execute("SELECT last_version FROM names WHERE name=?", (skill.name,)).fetchone()
             version = (last[0] if last else 0) + 1
@@ -209,6 +215,7 @@ class Library:
                  json.dumps(manifest), skill.created),
             )
             c.execute("INSERT OR REPLACE INTO names VALUES (?, ?)", (skill.name, version))
+        self.last_add_new = True
         return skill
 
     def _rows(self, where: str = "", args: tuple = ()) -> list[Row]:
@@ -365,7 +372,12 @@ class Library:
             tmp = self.home / "tmp" / f"{os.getpid()}-base-{fp[:12]}"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(src, tmp)
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError:
+                if not dest.exists():
+                    raise
+                shutil.rmtree(tmp)  # another process registered the same model first
             _fsync_dir(dest.parent)
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO bases VALUES (?,?,?,?,?)",

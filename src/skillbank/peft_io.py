@@ -30,6 +30,9 @@ _UNSUPPORTED = {
     "alpha_pattern": "per-module alphas (alpha_pattern)",
     "modules_to_save": "extra trained modules (modules_to_save)",
     "layers_to_transform": "layer subsets (layers_to_transform)",
+    "layer_replication": "replicated layers (layer_replication)",
+    "alora_invocation_tokens": "activated LoRA adapters (alora_invocation_tokens)",
+    "target_parameters": "LoRA on raw parameters (target_parameters)",
 }
 
 
@@ -41,6 +44,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         config = json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
         raise SkillError(f"{cfg}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise SkillError(f"{cfg}: not UTF-8 text, so not JSON") from None
     if not isinstance(config, dict):
         raise SkillError(f"{cfg}: expected a JSON object")
     if config.get("peft_type") != "LORA":
@@ -109,6 +114,10 @@ def import_peft(path: str | Path, name: str, base: Base) -> Skill:
             raise SkillError(
                 f"{weights}: {module} has A{tuple(a.shape)} B{tuple(b.shape)}, which do not fit the "
                 f"base's {out_f}x{in_f} weight"
+            )
+        if a.shape[0] != config["r"]:
+            raise SkillError(
+                f"{weights}: {module} has rank {a.shape[0]} but the config says r={config['r']}"
             )
     if len([k for k in tensors if k.endswith("lora_B.weight")]) != len(lora_modules(tensors)):
         raise SkillError(f"{weights}: a module has lora_B but no lora_A")

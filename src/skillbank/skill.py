@@ -35,7 +35,7 @@ class SkillError(ValueError):
 
 def check_name(name: str, what: str = "name") -> str:
     """Names are letters, digits and ``._-``; no path tricks like ``..``."""
-    if not name or not NAME_RE.match(name) or name in (".", "..") or len(name) > 128:
+    if not name or not NAME_RE.fullmatch(name) or name in (".", "..") or len(name) > 128:
         raise SkillError(
             f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-' (not '.' or '..')"
         )

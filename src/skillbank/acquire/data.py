@@ -1,0 +1,83 @@
+"""From examples to tensors: a character tokenizer and answer-only training batches.
+
+Every sequence is ``<s> prompt target </s>``; the loss sees only ``target </s>`` (labels
+are -100 on the prompt and on padding), so a skill learns to answer, not to echo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..worlds.base import Example
+
+SPECIALS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def char_tokenizer(charset: str):
+    """A Hugging Face fast tokenizer with one token per character of ``charset``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS.values())}
+    for ch in sorted(set(charset)):
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIALS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS, padding_side="left")
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    return [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
+
+
+def encode_target(tokenizer, target: str) -> list[int]:
+    return [*tokenizer.encode(target, add_special_tokens=False), tokenizer.eos_token_id]
+
+
+def training_batch(tokenizer, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and answer-only ``labels``."""
+    seqs, labels = [], []
+    for ex in examples:
+        p, t = encode_prompt(tokenizer, ex.prompt), encode_target(tokenizer, ex.target)
+        seqs.append(p + t)
+        labels.append([-100] * len(p) + t)
+    width = max(map(len, seqs))
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    lab = torch.full((len(seqs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (s, l) in enumerate(zip(seqs, labels, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        lab[i, : len(l)] = torch.tensor(l)
+        mask[i, : len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+
+
+class Sampler:
+    """Deterministic minibatches: batch ``step`` depends only on (seed, step), so a run
+    resumed from a checkpoint sees exactly the batches an uninterrupted run would."""
+
+    def __init__(self, pools: dict[str, list[Example]], batch_size: int, seed: int,
+                 weights: dict[str, float] | None = None):
+        self.tasks = sorted(pools)
+        self.pools = pools
+        self.batch_size = batch_size
+        self.seed = seed
+        w = np.array([(weights or {}).get(t, 1.0) for t in self.tasks], dtype=float)
+        self.p = w / w.sum()
+
+    def batch(self, step: int) -> list[Example]:
+        rng = np.random.default_rng([self.seed, step])
+        task_ix = rng.choice(len(self.tasks), size=self.batch_size, p=self.p)
+        out = []
+        for ti in task_ix:
+            pool = self.pools[self.tasks[ti]]
+            out.append(pool[int(rng.integers(len(pool)))])
+        return out

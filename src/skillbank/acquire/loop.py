@@ -1,0 +1,107 @@
+"""One training loop for bases and skills: AdamW, warm-up then cosine decay, resumable.
+
+A checkpoint holds the trainable tensors, AdamW's moments and the loss curve, all in
+safetensors + JSON (never a pickle). Batches come from a ``Sampler`` that depends only
+on (seed, step), so resuming from step k gives the same tensors as never stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .data import Sampler, training_batch
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 300
+    lr: float = 3e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+
+
+def lr_at(step: int, cfg: LoopConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to 10% of it."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _save(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.AdamW,
+          step: int, curve: list[tuple[int, float]]) -> None:
+    tensors = {f"param/{k}": v.detach().clone() for k, v in params.items()}
+    index = {id(p): k for k, p in params.items()}
+    for p, state in opt.state.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            tensors[f"{key}/{index[id(p)]}"] = state[key].clone()
+        tensors[f"step/{index[id(p)]}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / f"state.{os.getpid()}.part"
+    save_file(tensors, tmp)
+    os.replace(tmp, ckpt / "state.safetensors")
+    meta_tmp = ckpt / f"meta.{os.getpid()}.part"
+    meta_tmp.write_text(json.dumps({"step": step, "curve": curve}))
+    os.replace(meta_tmp, ckpt / "meta.json")
+
+
+def _load(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.AdamW):
+    meta = json.loads((ckpt / "meta.json").read_text())
+    tensors = load_file(ckpt / "state.safetensors")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(tensors[f"param/{k}"])
+    for k, p in params.items():
+        if f"exp_avg/{k}" in tensors:
+            opt.state[p] = {"step": torch.tensor(float(tensors[f"step/{k}"].item())),
+                            "exp_avg": tensors[f"exp_avg/{k}"], "exp_avg_sq": tensors[f"exp_avg_sq/{k}"]}
+    return meta["step"], [tuple(x) for x in meta["curve"]]
+
+
+def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler: Sampler,
+          tokenizer, cfg: LoopConfig, checkpoint: Path | None = None,
+          progress=None, log_every: int = 10) -> dict:
+    """Train ``params`` of ``model`` on the sampler's batches; returns the loss curve.
+
+    ``progress`` is a callable ``(step, loss)`` (the CLI passes a rich progress bar).
+    Tokens per second count every non-pad token that went through the model.
+    """
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, curve = 0, []
+    if checkpoint is not None and (checkpoint / "meta.json").exists():
+        start, curve = _load(checkpoint, params, opt)
+    model.train()
+    tokens, t0, running = 0, time.perf_counter(), []
+    for step in range(start, cfg.steps):
+        batch = training_batch(tokenizer, sampler.batch(step))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params.values(), cfg.grad_clip)
+        opt.step()
+        tokens += int(batch["attention_mask"].sum())
+        running.append(loss.item())
+        if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
+            curve.append((step + 1, sum(running) / len(running)))
+            running = []
+        if progress is not None:
+            progress(step + 1, loss.item())
+        if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save(checkpoint, params, opt, step + 1, curve)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    return {"curve": curve, "resumed_from": start, "seconds": seconds,
+            "tokens_per_second": tokens / seconds if seconds > 0 else 0.0, "config": asdict(cfg)}

@@ -1,0 +1,89 @@
+"""Acquire a skill: train a LoRA adapter through PEFT on one task of a world.
+
+The base stays frozen; PEFT wraps the target linear layers with A (r×in) and B (out×r),
+B initialised to zero so training starts from the base (Hu et al. 2021). Loss is on the
+answer tokens only. The result is a ``lora`` skill whose recipe holds everything needed
+to train it again; the same recipe and seed give the same tensors, also after a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..base import Base
+from ..skill import Skill, canonical_json
+from ..worlds import get_world
+from .data import Sampler
+from .loop import LoopConfig, train
+
+LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraRecipe:
+    """Everything that decides a LoRA skill's tensors."""
+
+    world: str
+    task: str
+    rank: int = 8
+    alpha: int = 16
+    steps: int = 300
+    lr: float = 5e-3
+    batch_size: int = 64
+    pool: int = 4000
+    seed: int = 0
+    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
+    world_args: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"method": "lora", **asdict(self)}
+
+    def key(self, base: Base) -> str:
+        """Identity of this run on this base (names its checkpoint directory)."""
+        return hashlib.sha256(canonical_json([base.fingerprint, self.as_dict()]).encode()).hexdigest()[:24]
+
+
+def lora_config(recipe: LoraRecipe) -> dict:
+    """The PEFT LoraConfig fields a skill records (and exports to adapter_config.json)."""
+    return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
+            "target_modules": sorted(recipe.target_modules), "lora_dropout": 0.0,
+            "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "task_type": "CAUSAL_LM"}
+
+
+def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path | None = None,
+               progress=None) -> Skill:
+    """Train the skill; if ``checkpoint_root`` is given, checkpoints go there and a run
+    interrupted earlier resumes from its last one (removed once training completes)."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    world = get_world(recipe.world, **recipe.world_args)
+    pool = world.examples(recipe.task, recipe.pool, seed=recipe.seed, split="train")
+    model = base.load_model()
+    tokenizer = base.load_tokenizer()
+    torch.manual_seed(recipe.seed)
+    cfg = lora_config(recipe)
+    peft_model = get_peft_model(model, LoraConfig(
+        r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
+        lora_dropout=0.0, bias="none"))
+    params = {k: p for k, p in peft_model.named_parameters() if p.requires_grad}
+    ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
+    log = train(peft_model, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
+                tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
+                progress=progress)
+    state = get_peft_model_state_dict(peft_model)
+    tensors = {k.removeprefix("base_model.model."): v.detach().clone() for k, v in state.items()}
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return Skill(
+        name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
+        recipe=recipe.as_dict(),
+        metrics={"train": {"final_loss": log["curve"][-1][1] if log["curve"] else None,
+                           "curve": log["curve"], "seconds": round(log["seconds"], 2),
+                           "tokens_per_second": round(log["tokens_per_second"], 1),
+                           "resumed_from": log["resumed_from"]}},
+    )
