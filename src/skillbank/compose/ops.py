@@ -1,0 +1,154 @@
+"""Merging skills: load members' ΔW, merge per weight matrix, store as a new skill.
+
+The maths lives in ``merge.py``; this module lines up the members' parameters, chooses
+the output form and records what was lost. Output is a ``delta`` skill (exact ΔW), or,
+with ``rank``, a LoRA re-factored by truncated SVD whose relative Frobenius error
+‖ΔW − B'A'‖/‖ΔW‖ per matrix is written to the manifest. ``cat`` stays an exact LoRA.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..skill import Skill, SkillError, lora_modules, lora_scale
+from . import merge
+
+METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune",
+           "cat", "layer_swap")
+_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+
+
+@dataclass
+class MergeSpec:
+    method: str
+    weights: list[float] | None = None
+    density: float = 0.2
+    rank: int | None = None
+    seed: int = 0
+    sign_method: str = "total"
+    convention: str = "peft"
+    swap: list[int] | None = None  # layer_swap: member index for each layer
+
+    def check(self, n: int) -> None:
+        if self.method not in METHODS:
+            raise SkillError(f"unknown merge method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.weights is not None and len(self.weights) != n:
+            raise SkillError(f"{n} skills but {len(self.weights)} weights")
+        if not 0.0 < self.density <= 1.0:
+            raise SkillError(f"density must be in (0, 1], got {self.density}")
+        if self.rank is not None and self.rank < 1:
+            raise SkillError(f"rank must be ≥ 1, got {self.rank}")
+
+
+def check_members(skills: Sequence[Skill]) -> None:
+    if len(skills) < 1:
+        raise SkillError("merge needs at least one skill")
+    bases = {s.base for s in skills}
+    if len(bases) > 1:
+        raise SkillError("skills come from different bases: "
+                         + ", ".join(f"{s.ref}={s.base[:12]}" for s in skills))
+
+
+def aligned_deltas(skills: Sequence[Skill]) -> dict[str, list[torch.Tensor]]:
+    """``{param: [ΔW_i]}`` over the union of parameters (zeros where a member has none)."""
+    deltas = [s.delta() for s in skills]
+    params = sorted(set().union(*deltas))
+    out = {}
+    for p in params:
+        shape = next(d[p].shape for d in deltas if p in d)
+        out[p] = [d.get(p, torch.zeros(shape)) for d in deltas]
+    return out
+
+
+def merge_param(taus: list[torch.Tensor], spec: MergeSpec, param: str, index: int) -> torch.Tensor:
+    m, w = spec.method, spec.weights
+    seed = spec.seed * 100003 + index  # a distinct, reproducible DARE mask per matrix
+    if m in ("linear", "task_arithmetic"):
+        return merge.task_arithmetic(taus, w)
+    if m == "ties":
+        return merge.ties(taus, w, spec.density, spec.sign_method, spec.convention)
+    if m == "dare_linear":
+        return merge.dare(taus, w, spec.density, seed, "linear")
+    if m == "dare_ties":
+        return merge.dare(taus, w, spec.density, seed, "ties", spec.sign_method, spec.convention)
+    if m == "magnitude_prune":
+        return merge.magnitude_prune(taus, w, spec.density)
+    if m == "layer_swap":
+        layer = _LAYER.search(param)
+        pick = spec.swap[int(layer.group(1))] if layer and spec.swap else 0
+        scale = 1.0 if w is None else w[pick]
+        return scale * taus[pick].float()
+    raise SkillError(f"method {m} has no per-matrix form")
+
+
+def _cat(skills: Sequence[Skill], spec: MergeSpec) -> tuple[dict, dict]:
+    if any(s.kind != "lora" for s in skills):
+        raise SkillError("cat merges LoRA skills only: " + ", ".join(f"{s.ref} is {s.kind}" for s in skills))
+    modules = sorted(set().union(*[lora_modules(s.tensors) for s in skills]))
+    tensors = {}
+    for mod in modules:
+        ka, kb = f"{mod}.lora_A.weight", f"{mod}.lora_B.weight"
+        have = next(s for s in skills if ka in s.tensors)
+        in_f, out_f = have.tensors[ka].shape[1], have.tensors[kb].shape[0]
+        As, Bs, scales = [], [], []
+        for s in skills:  # a member without this module contributes zero blocks: rank stays Σ r_i
+            r = int(s.config.get("r", s.tensors[lora_modules(s.tensors)[0] + ".lora_A.weight"].shape[0]))
+            As.append(s.tensors.get(ka, torch.zeros(r, in_f)))
+            Bs.append(s.tensors.get(kb, torch.zeros(out_f, r)))
+            scales.append(lora_scale(s.config, As[-1].shape[0]))
+        tensors[ka], tensors[kb] = merge.cat_lora(As, Bs, scales, spec.weights)
+    ranks = {t.shape[0] for k, t in tensors.items() if k.endswith("lora_A.weight")}
+    if len(ranks) > 1:
+        raise SkillError("cat: members have different ranks in different modules; not supported")
+    r = ranks.pop()
+    config = {"peft_type": "LORA", "r": r, "lora_alpha": r, "bias": "none", "fan_in_fan_out": False,
+              "target_modules": sorted({m.rsplit(".", 1)[-1] for m in modules}), "use_rslora": False}
+    return tensors, config
+
+
+def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
+    """Merge ``skills`` into a new (unsaved) skill whose lineage names every member."""
+    check_members(skills)
+    spec.check(len(skills))
+    errors: dict[str, float] = {}
+    if spec.method == "cat":
+        tensors, config = _cat(skills, spec)
+        kind, errors = "lora", {"max": 0.0, "mean": 0.0}
+    else:
+        merged = {p: merge_param(t, spec, p, i) for i, (p, t) in enumerate(aligned_deltas(skills).items())}
+        if spec.rank is None:
+            tensors, config, kind = merged, {}, "delta"
+            errors = {"max": 0.0, "mean": 0.0}
+        else:
+            tensors, per = {}, {}
+            for p, dw in merged.items():
+                a, b, per[p] = merge.svd_factor(dw, spec.rank)
+                mod = p.removesuffix(".weight")
+                tensors[f"{mod}.lora_A.weight"], tensors[f"{mod}.lora_B.weight"] = a, b
+            config = {"peft_type": "LORA", "r": spec.rank, "lora_alpha": spec.rank, "bias": "none",
+                      "fan_in_fan_out": False, "use_rslora": False,
+                      "target_modules": sorted({p.removesuffix(".weight").rsplit(".", 1)[-1] for p in merged})}
+            kind = "lora"
+            errors = {"max": max(per.values(), default=0.0),
+                      "mean": sum(per.values()) / max(1, len(per)), "per_matrix": per}
+    recipe = {"method": "merge", **asdict(spec), "members": [s.ref for s in skills]}
+    return Skill(name=name, kind=kind, base=skills[0].base, tensors=tensors, config=config,
+                 recipe=recipe, lineage=[s.ref for s in skills],
+                 metrics={"merge_error": errors, "diagnostics": diagnostics(skills)})
+
+
+def diagnostics(skills: Sequence[Skill]) -> dict:
+    """Pairwise cosine of the members' whole ΔW, and sign-conflict share per matrix."""
+    aligned = aligned_deltas(skills)
+    flat = [torch.cat([aligned[p][i].reshape(-1) for p in aligned]) if aligned else torch.zeros(1)
+            for i in range(len(skills))]
+    names = [s.ref for s in skills]
+    cos = {f"{names[i]}|{names[j]}": merge.cosine(flat[i], flat[j])
+           for i in range(len(skills)) for j in range(i + 1, len(skills))}
+    conflicts = {p: merge.sign_conflicts(t) for p, t in aligned.items()} if len(skills) > 1 else {}
+    return {"cosine": cos, "sign_conflicts": conflicts,
+            "mean_sign_conflict": sum(conflicts.values()) / max(1, len(conflicts))}
