@@ -1,1 +1,7 @@
 """skillbank: a versioned library of neural-network skills."""
+
+import os
+
+# libgomp spin-waits by default; on a shared 2-core machine that made torch steps up to
+# 80x slower (measured while grafting). Passive waiting costs nothing when cores are free.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -270,22 +270,43 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               steps: Annotated[int, typer.Option(min=1)] = 300,
               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
               batch_size: Annotated[int, typer.Option(min=1)] = 64,
+              max_length: Annotated[int, typer.Option(
+                  min=1, help="Classification: tokens per text.")] = 64,
               seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Train a LoRA skill through PEFT (resumes an interrupted run) and store it."""
+    """Train a LoRA skill through PEFT (resumes an interrupted run) and store it.
+
+    On an encoder base the task must be a classification task (a files world of
+    task,text,label rows): the skill is LoRA on attention plus its own linear head."""
+    from .acquire.classify import ClassifierRecipe, train_classifier
     from .acquire.lora import LoraRecipe, train_lora
     from .skill import check_name
     from .worlds import get_world
 
     check_name(skill, "skill name")
     world_args = {"path": str(data.resolve())} if data is not None else {}
-    get_world(world, **world_args).examples(task, 1, seed=0)
+    w = get_world(world, **world_args)
+    w.examples(task, 1, seed=0)
     library = lib()
     b = library.base(base)
-    recipe = LoraRecipe(world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,
-                        batch_size=batch_size, seed=seed, world_args=world_args)
+    classify = getattr(w, "kind", "") == "classification"
+    if b.kind == "encoder" and not classify:
+        raise SkillError(f"base {b.name} is an encoder: it learns classification tasks "
+                         "(--world files with task,text,label rows), not the generation "
+                         f"task {task!r}")
+    if b.kind != "encoder" and classify:
+        raise SkillError(f"task {task!r} is a classification task but base {b.name} is {b.kind}; "
+                         "classification skills need an encoder base")
+    if classify:
+        trainer, recipe = train_classifier, ClassifierRecipe(
+            task=task, world=world, world_args=world_args, rank=rank, alpha=2 * rank, steps=steps,
+            lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
+    else:
+        trainer, recipe = train_lora, LoraRecipe(
+            world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,
+            batch_size=batch_size, seed=seed, world_args=world_args)
     ui = Ui(as_json)
     with ui.bar(f"train {skill}", steps) as step:
-        s = library.add(train_lora(skill, b, recipe, library.home / "checkpoints", progress=step))
+        s = library.add(trainer(skill, b, recipe, library.home / "checkpoints", progress=step))
     if as_json:
         return emit(s.manifest())
     t = s.metrics["train"]
@@ -297,6 +318,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
 def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERSION] (none: base only).")] = None,
              base: Annotated[str | None, typer.Option(help="Base (default: the skills' base).")] = None,
              world: str = "strings",
+             data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
              tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: the skills' tasks).")] = None,
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
              seed: int = 0, as_json: JsonOpt = False) -> None:
@@ -316,11 +338,14 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     with ui.bar("evaluate", total) as step:
         counter = iter(range(1, total + 1))
         matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
+                             world_args={"path": str(data.resolve())} if data is not None else None,
                              progress=lambda *_: step(next(counter), None))
     if as_json:
         return emit(matrix)
-    table(f"exact match ± stderr ({n} held-out per task)", ["subject", *task_list],
-          [[s, *[f"{row[t]['exact_match']:.3f}±{row[t]['exact_match_stderr']:.3f}" for t in task_list]]
+    first = next(iter(next(iter(matrix.values())).values()))
+    key = "accuracy" if "accuracy" in first else "exact_match"
+    table(f"{key.replace('_', ' ')} ± stderr ({n} held-out per task)", ["subject", *task_list],
+          [[s, *[f"{row[t][key]:.3f}±{row[t][key + '_stderr']:.3f}" for t in task_list]]
            for s, row in matrix.items()])
 
 
@@ -350,6 +375,170 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
           [[subj, *[row[t] for t in tasks_]] for subj, row in summary["matrix"].items()])
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")
+
+
+@app.command("compose")
+def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed skill.")],
+                members: Annotated[str, typer.Option("--from", help="Comma-separated skills NAME[@VERSION].")],
+                method: Annotated[str, typer.Option(help="linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap.")] = "linear",
+                weights: Annotated[str | None, typer.Option(help="Comma-separated weight per skill (default 1 each).")] = None,
+                density: Annotated[float, typer.Option(help="Fraction kept by ties/dare/magnitude_prune.")] = 0.2,
+                rank: Annotated[int | None, typer.Option(help="Re-factor to a LoRA of this rank (SVD); default: exact delta.")] = None,
+                convention: Annotated[str, typer.Option(help="TIES convention: peft or mergekit.")] = "peft",
+                sign_method: Annotated[str, typer.Option(help="TIES sign vote: total or frequency.")] = "total",
+                swap: Annotated[str | None, typer.Option(help="layer_swap: member index per layer, e.g. 0,0,1.")] = None,
+                evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
+                n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
+                seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Merge skills in ΔW space into a new skill (diagnostics and merge error are stored)."""
+    from .compose.measure import normalised_accuracy
+    from .compose.ops import MergeSpec, merge_skills
+
+    library = lib()
+    skills = [library.get(r) for r in _csv(members)]
+    try:
+        w = [float(x) for x in _csv(weights)] if weights else None
+        sw = [int(x) for x in _csv(swap)] if swap else None
+    except ValueError:
+        raise SkillError("--weights are numbers and --swap are integers, comma-separated") from None
+    spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
+                     sign_method=sign_method, convention=convention, swap=sw)
+    merged = merge_skills(new, skills, spec)
+    base = library.base_of(skills[0])
+    if evaluate:
+        world = skills[0].recipe.get("world", "strings")
+        merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)
+    merged = library.add(merged)
+    if as_json:
+        return emit(merged.manifest())
+    err_ = merged.metrics["merge_error"]
+    out.print(f"stored {merged.ref} ({merged.kind}); merge error max {err_['max']:.4f} mean {err_['mean']:.4f}")
+    diag = merged.metrics["diagnostics"]
+    if diag["cosine"]:
+        table("pairwise cosine of ΔW", ["pair", "cosine"], [[k, v] for k, v in diag["cosine"].items()])
+        out.print(f"mean sign-conflict share per matrix: {diag['mean_sign_conflict']:.3f}")
+    if evaluate:
+        comp = merged.metrics["composition"]
+        table("normalised accuracy (composed / member alone)", ["task", "composed", "alone", "normalised"],
+              [[t, comp["composed"][t], comp["alone"][t], comp["normalised"][t]] for t in comp["alone"]])
+
+
+@app.command("route")
+def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.")],
+              members: Annotated[str, typer.Option("--from", help="Comma-separated member skills.")],
+              world: Annotated[str, typer.Option(help="World of the routing examples.")] = "strings",
+              tasks: Annotated[str | None, typer.Option(help="Tasks to route over (default: the members' tasks).")] = None,
+              steps: Annotated[int, typer.Option(min=1)] = 800,
+              lr: Annotated[float, typer.Option(min=0.0)] = 2e-2,
+              distil: Annotated[bool, typer.Option(help="Also store a static linear merge at the router's mean α.")] = False,
+              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for the evaluation.")] = 200,
+              seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Learn per-input routing over frozen skills (PSEC); only the router trains."""
+    from .compose.measure import member_tasks, normalised_accuracy
+    from .compose.ops import MergeSpec, merge_skills
+    from .compose.route import distil_weights, train_router
+
+    library = lib()
+    skills = [library.get(r) for r in _csv(members)]
+    task_list = _csv(tasks) if tasks else member_tasks(skills)
+    if None in task_list:
+        raise SkillError("some members have no task in their recipe: pass --tasks")
+    base = library.base_of(skills[0])
+    ui = Ui(as_json)
+    with ui.bar(f"route {new}", steps) as step:
+        router = train_router(new, base, skills, world, task_list, steps=steps, lr=lr, seed=seed,
+                              progress=step)
+    router = library.add(router)
+    result = {"router": router.ref, "composition": normalised_accuracy(
+        base, router, skills, world, n=n, seed=seed, lib=library)}
+    if distil:
+        static = library.add(merge_skills(f"{new}-distilled", skills,
+                                          MergeSpec("linear", weights=distil_weights(router))))
+        result["distilled"] = {"ref": static.ref, "composition": normalised_accuracy(
+            base, static, skills, world, n=n, seed=seed, alone=result["composition"]["alone"])}
+    library.add_result(router.ref, world, ",".join(task_list), result)
+    if as_json:
+        return emit(result)
+    rows = []
+    for t in result["composition"]["alone"]:
+        row = [t, result["composition"]["alone"][t], result["composition"]["composed"][t],
+               result["composition"]["normalised"][t]]
+        if distil:
+            row += [result["distilled"]["composition"]["normalised"][t]]
+        rows.append(row)
+    table(f"{router.ref}: normalised accuracy (composed / member alone)",
+          ["task", "alone", "routed", "routed norm.", *(["distilled norm."] if distil else [])], rows)
+
+
+# -- localize ------------------------------------------------------------------------
+_Opt = typer.Option
+
+
+@app.command("localize")
+def localize_cmd(
+        skill: Annotated[str, typer.Argument(help="Skill to localize (NAME or NAME@VERSION).")],
+        sparsity: Annotated[float, _Opt(help="Graft size / eligible (block) params.")] = 0.01,
+        steps: Annotated[int, _Opt(min=0, help="Mask-training steps (minibatches).")] = 200,
+        lr: Annotated[float, _Opt(min=0.0, help="Plain gradient-descent step on S.")] = 1e6,
+        b: Annotated[float, _Opt(help="Bias b in γ(S) = γ_base + (1 − 2γ_base)·σ(S − b).")] = 10.0,
+        budget: Annotated[bool, _Opt("--budget/--no-budget", help=(
+            "Keep at most the target size (--no-budget: the authors' plain rounding; "
+            "the graft may grow)."))] = True,
+        rebase_every: Annotated[int, _Opt(min=0, help=(
+            "Restart S around the current graft every N steps (0: never, as the authors)."
+        ))] = 25,
+        world: Annotated[str | None, _Opt(help="World (default: the skill's).")] = None,
+        task: Annotated[str | None, _Opt(help="Task (default: the skill's).")] = None,
+        name: Annotated[str | None, _Opt(help="Sparse skill's name (default NAME-graft).")] = None,
+        n: Annotated[int, _Opt(min=1, help="Held-out examples for the evaluation.")] = 200,
+        n_train: Annotated[int, _Opt(min=1, help="Training examples for the mask.")] = 512,
+        n_val: Annotated[int, _Opt(min=1, help="Validation examples to pick the mask.")] = 256,
+        seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Find where a skill lives: train a sparse graft of its ΔW and store it as a sparse skill.
+
+    Prints the learned graft against the top-|Δ| and random masks of the same size."""
+    from .localize.ops import GraftRecipe, localize
+
+    library = lib()
+    src = library.get(skill)
+    recipe = GraftRecipe(sparsity=sparsity, steps=steps, lr=lr, b=b, budget=budget,
+                         rebase_every=rebase_every, n_train=n_train, n_val=n_val, seed=seed,
+                         world=world, task=task)
+    ui = Ui(as_json)
+    with ui.bar(f"localize {src.ref}", steps) as step:
+        made = localize(library.base_of(src), src, recipe, name=name, n_eval=n, progress=step)
+    stored = library.add(made)
+    if as_json:
+        return emit(stored.manifest())
+    m = stored.metrics["localization"]
+    out.print(f"stored {stored.ref} (sparse): {m['size']} of {m['n_eligible']} eligible "
+              f"parameters ({m['fraction']:.3%}), {m['seconds']} s")
+    rows = []
+    for label in ("base", "skill", "learned", "top_delta", "random"):
+        r = m["subjects"][label]
+        gain = r.get("relative_gain", {}).get("exact_match")
+        shown = "-" if label in ("base", "skill") else ("n/a" if gain is None else gain)
+        rows.append([label, r.get("size", "-"), r["exact_match"], shown, r["mean_logprob"],
+                     r["token_ece"]])
+    table(f"{m['task']}: {m['n_eval']} held-out inputs",
+          ["subject", "size", "exact match", "relative gain", "mean target log-prob",
+           "token ECE"], rows)
+
+
+@app.command("overlap")
+def overlap_cmd(skills: Annotated[str, typer.Argument(help="Comma-separated sparse skills a,b,c.")],
+                as_json: JsonOpt = False) -> None:
+    """Where skills live relative to each other: |γ_i ∩ γ_j| / |γ_j| for sparse skills."""
+    from .localize.ops import overlap_skills
+
+    library = lib()
+    res = overlap_skills([library.get(r) for r in _csv(skills)])
+    if as_json:
+        return emit(res)
+    refs = res["skills"]
+    table("overlap |γ_row ∩ γ_col| / |γ_col|", ["skill", "size", *refs],
+          [[r, size, *["n/a" if v is None else v for v in row]]
+           for r, size, row in zip(refs, res["sizes"], res["matrix"], strict=True)])
 
 
 def main() -> None:

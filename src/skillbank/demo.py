@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .acquire.lora import LoraRecipe, train_lora
-from .acquire.pretrain import BaseRecipe, ensure_base
+from .acquire.pretrain import BaseRecipe, ensure_base, find_base
 from .evaluate.suites import eval_matrix
 from .library import Library, LibraryError
 from .report.html import Section, write_report
@@ -50,8 +50,12 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]
     """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with ui.bar(f"base {cfg.base.size}", cfg.base.steps) as step:
-        base, base_log = ensure_base(lib, f"strings-{cfg.base.size}", cfg.base, progress=step)
+    base_name = f"strings-{cfg.base.size}"
+    if find_base(lib, cfg.base) is not None:  # re-used: no progress bar stuck at 0
+        base, base_log = ensure_base(lib, base_name, cfg.base)
+    else:
+        with ui.bar(f"base {cfg.base.size}", cfg.base.steps) as step:
+            base, base_log = ensure_base(lib, base_name, cfg.base, progress=step)
     ui.say(f"base {base.name} {base.short} " + ("trained" if base_log else "re-used (same recipe)"))
 
     skills, trained = [], {}

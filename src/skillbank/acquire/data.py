@@ -7,11 +7,10 @@ are -100 on the prompt and on padding), so a skill learns to answer, not to echo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..worlds.base import Example
@@ -42,22 +41,24 @@ def encode_target(tokenizer, target: str) -> list[int]:
 
 
 def training_batch(tokenizer, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and answer-only ``labels``."""
-    seqs, labels = [], []
-    for ex in examples:
-        p, t = encode_prompt(tokenizer, ex.prompt), encode_target(tokenizer, ex.target)
-        seqs.append(p + t)
-        labels.append([-100] * len(p) + t)
+    """Right-padded ``input_ids``, ``attention_mask`` and answer-only ``labels``.
+
+    Equal to ``encode_prompt + encode_target`` per example; built with one batched tokenizer
+    call per side and one tensor per output (it runs once per training step)."""
+    prompts = tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([ex.target for ex in examples], add_special_tokens=False)["input_ids"]
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    seqs = [[bos, *p, *t, eos] for p, t in zip(prompts, targets, strict=True)]
     width = max(map(len, seqs))
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    lab = torch.full((len(seqs), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (s, l) in enumerate(zip(seqs, labels, strict=True)):
-        ids[i, : len(s)] = torch.tensor(s)
-        lab[i, : len(l)] = torch.tensor(l)
-        mask[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+    ids, labels, mask = [], [], []
+    for p, s in zip(prompts, seqs, strict=True):
+        n, k = len(s), len(p) + 1  # k: <s> + prompt, no loss there
+        ids.append(s + [pad] * (width - n))
+        labels.append([-100] * k + s[k:] + [-100] * (width - n))
+        mask.append([1] * n + [0] * (width - n))
+    return {"input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long)}
 
 
 class Sampler:

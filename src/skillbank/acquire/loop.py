@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .data import Sampler, training_batch
@@ -39,24 +40,30 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
 
 
 def _save(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.AdamW,
-          step: int, curve: list[tuple[int, float]]) -> None:
+          step: int, curve: list[tuple[int, float]], running: list[float]) -> None:
     tensors = {f"param/{k}": v.detach().clone() for k, v in params.items()}
     index = {id(p): k for k, p in params.items()}
     for p, state in opt.state.items():
         for key in ("exp_avg", "exp_avg_sq"):
             tensors[f"{key}/{index[id(p)]}"] = state[key].clone()
-        tensors[f"step/{index[id(p)]}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1)
+        tensors[f"step/{index[id(p)]}"] = torch.as_tensor(state["step"],
+                                                          dtype=torch.float64).reshape(1)
     ckpt.mkdir(parents=True, exist_ok=True)
     tmp = ckpt / f"state.{os.getpid()}.part"
-    save_file(tensors, tmp)
+    # the step, curve and losses since the last curve point travel inside the tensors file, so
+    # a stop between the two renames cannot pair new tensors with old metadata
+    meta = json.dumps({"step": step, "curve": curve, "running": running})
+    save_file(tensors, tmp, metadata={"meta": meta})
     os.replace(tmp, ckpt / "state.safetensors")
     meta_tmp = ckpt / f"meta.{os.getpid()}.part"
-    meta_tmp.write_text(json.dumps({"step": step, "curve": curve}))
+    meta_tmp.write_text(meta)
     os.replace(meta_tmp, ckpt / "meta.json")
 
 
 def _load(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.AdamW):
-    meta = json.loads((ckpt / "meta.json").read_text())
+    with safe_open(ckpt / "state.safetensors", framework="pt") as f:
+        embedded = (f.metadata() or {}).get("meta")
+    meta = json.loads(embedded or (ckpt / "meta.json").read_text())
     tensors = load_file(ckpt / "state.safetensors")
     with torch.no_grad():
         for k, p in params.items():
@@ -64,26 +71,29 @@ def _load(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Ad
     for k, p in params.items():
         if f"exp_avg/{k}" in tensors:
             opt.state[p] = {"step": torch.tensor(float(tensors[f"step/{k}"].item())),
-                            "exp_avg": tensors[f"exp_avg/{k}"], "exp_avg_sq": tensors[f"exp_avg_sq/{k}"]}
-    return meta["step"], [tuple(x) for x in meta["curve"]]
+                            "exp_avg": tensors[f"exp_avg/{k}"],
+                            "exp_avg_sq": tensors[f"exp_avg_sq/{k}"]}
+    return meta["step"], [tuple(x) for x in meta["curve"]], list(meta.get("running", []))
 
 
 def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler: Sampler,
           tokenizer, cfg: LoopConfig, checkpoint: Path | None = None,
-          progress=None, log_every: int = 10) -> dict:
+          progress=None, log_every: int = 10, make_batch=training_batch) -> dict:
     """Train ``params`` of ``model`` on the sampler's batches; returns the loss curve.
 
     ``progress`` is a callable ``(step, loss)`` (the CLI passes a rich progress bar).
+    ``make_batch(tokenizer, examples)`` turns a sampler batch into the model's keyword
+    arguments (default: answer-only ``training_batch``; classifiers pass their own).
     Tokens per second count every non-pad token that went through the model.
     """
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, curve = 0, []
+    start, curve, running = 0, [], []
     if checkpoint is not None and (checkpoint / "meta.json").exists():
-        start, curve = _load(checkpoint, params, opt)
+        start, curve, running = _load(checkpoint, params, opt)
     model.train()
-    tokens, t0, running = 0, time.perf_counter(), []
+    tokens, t0 = 0, time.perf_counter()
     for step in range(start, cfg.steps):
-        batch = training_batch(tokenizer, sampler.batch(step))
+        batch = make_batch(tokenizer, sampler.batch(step))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(**batch).loss
@@ -99,8 +109,9 @@ def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler
             running = []
         if progress is not None:
             progress(step + 1, loss.item())
-        if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save(checkpoint, params, opt, step + 1, curve)
+        if (checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0
+                and step + 1 < cfg.steps):
+            _save(checkpoint, params, opt, step + 1, curve, running)
     model.eval()
     seconds = time.perf_counter() - t0
     return {"curve": curve, "resumed_from": start, "seconds": seconds,

@@ -46,7 +46,9 @@ def target_logprobs(model, tokenizer, examples: Sequence[Example],
     for i in range(0, len(examples), batch_size):
         chunk = examples[i: i + batch_size]
         batch = training_batch(tokenizer, chunk)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # labels let a routed model pool its context over the prompt only; HF models just add a loss
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       labels=batch["labels"]).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         labels = batch["labels"][:, 1:]
         picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..base import Base
 from ..library import Library
-from ..skill import Skill
+from ..skill import Skill, SkillError
 from ..worlds import get_world
 from ..worlds.base import World
 from .generate import generation_records
@@ -28,6 +28,19 @@ def evaluate_model(model, tokenizer, world: World, task: str, n: int, seed: int)
     return summarize_generation(records, seed=seed)
 
 
+def load_subject(lib: Library, base: Base, skills: Sequence[Skill]):
+    """The base with static skills merged in, or a routed model for a ``router`` skill."""
+    routers = [s for s in skills if s.kind == "router"]
+    if not routers:
+        return base.load_model(list(skills))
+    if len(skills) > 1:
+        raise SkillError("a router skill is evaluated on its own, not stacked with other skills")
+    from ..compose.route import load_routed
+
+    members = [lib.get(ref) for ref in routers[0].config["members"]]
+    return load_routed(base, routers[0], members)
+
+
 def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: str,
                 tasks: Sequence[str], n: int = 200, seed: int = 0, world_args: dict | None = None,
                 include_base: bool = True,
@@ -35,12 +48,17 @@ def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: s
     """``{subject: {task: metrics}}`` for the base (optional) and every skill; each cell is
     also written to the library's results table."""
     world = get_world(world_name, **(world_args or {}))
+    if base.kind == "encoder" or getattr(world, "kind", "") == "classification":
+        from .classify import classification_matrix  # an encoder base: classification skills
+
+        return classification_matrix(lib, base, skills, world_name, world, tasks, n, seed,
+                                     world_args, include_base, progress)
     tokenizer = base.load_tokenizer()
     subjects: list[tuple[str, list[Skill]]] = [(f"base:{base.name}", [])] if include_base else []
     subjects += [(s.ref, [s]) for s in skills]
     out: dict[str, dict[str, dict]] = {}
     for subject, applied in subjects:
-        model = base.load_model(list(applied))
+        model = load_subject(lib, base, applied)
         out[subject] = {}
         for task in tasks:
             metrics = evaluate_model(model, tokenizer, world, task, n, seed)

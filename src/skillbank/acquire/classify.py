@@ -1,0 +1,217 @@
+"""Acquire a classification skill on an encoder base: LoRA on attention plus a linear head.
+
+The task model is the base's ``AutoModel`` (an encoder such as BERT), the attention-mask
+weighted mean of its last hidden state (the pooling sentence-transformers models such as
+all-MiniLM-L6-v2 were trained with), and a linear head ``hidden -> n_labels``. PEFT wraps
+the encoder's attention linear layers with LoRA (B starts at zero) and the head starts at
+zero, so training starts from the uniform predictor on an unchanged base. Both are trained
+jointly with cross-entropy through the shared loop (``acquire/loop.py``).
+
+The skill is an ordinary ``lora`` skill: its ΔW merges into the base like any other, and
+the head, which belongs to the skill and not to the base, travels as ``head.weight`` and
+``head.bias`` (``Skill.head()``). Labels are ``FilesWorld.labels(task)`` (sorted); a
+label's class index is its position in that list, recorded in the skill's config.
+
+Dropout in the encoder is switched off while training (as ``lora_dropout`` is 0), so a run
+resumed from a checkpoint gives exactly the tensors of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..base import Base
+from ..skill import Skill, SkillError, canonical_json
+from ..worlds import get_world
+from .data import Sampler
+from .loop import LoopConfig, train
+
+if TYPE_CHECKING:
+    from ..worlds.base import Example, World
+
+# Attention linear layers by architecture family, matched as PEFT does (name == t or
+# name ends with "." + t). BERT/RoBERTa/ELECTRA; DistilBERT; DeBERTa-v2; Llama-like.
+ATTENTION_TARGETS = (
+    "query", "key", "value", "attention.output.dense",
+    "q_lin", "k_lin", "v_lin", "out_lin",
+    "query_proj", "key_proj", "value_proj",
+    "q_proj", "k_proj", "v_proj", "o_proj",
+)
+
+
+@dataclass
+class ClassifierRecipe:
+    """Everything that decides a classification skill's tensors.
+
+    ``target_modules=None`` means the attention linear layers found in the base; the
+    trained skill's recipe records the list that was used.
+    """
+
+    task: str
+    world: str = "files"
+    world_args: dict = field(default_factory=dict)
+    rank: int = 8
+    alpha: int = 16
+    steps: int = 100
+    lr: float = 5e-3
+    batch_size: int = 16
+    max_length: int = 64
+    seed: int = 0
+    target_modules: list[str] | None = None
+
+    def as_dict(self) -> dict:
+        return {"method": "lora-classifier", **asdict(self)}
+
+    def key(self, base: Base) -> str:
+        """Identity of this run on this base (names its checkpoint directory)."""
+        blob = canonical_json([base.fingerprint, self.as_dict()])
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention-mask weighted mean over tokens: ``[B, T, H], [B, T] -> [B, H]``.
+
+    Padding positions (mask 0) are ignored; an all-padding row gives zeros.
+    """
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def attention_targets(model: nn.Module) -> list[str]:
+    """The entries of :data:`ATTENTION_TARGETS` that name a linear layer of ``model``."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    found = sorted(t for t in ATTENTION_TARGETS
+                   if any(n == t or n.endswith("." + t) for n in names))
+    if not found:
+        raise SkillError(
+            f"{type(model).__name__}: no attention linear layers skillbank knows "
+            f"({', '.join(ATTENTION_TARGETS)}); pass target_modules explicitly"
+        )
+    return found
+
+
+def classifier_config(recipe: ClassifierRecipe, labels: Sequence[str]) -> dict:
+    """The PEFT LoraConfig fields (as ``lora_config`` records them) plus the head's spec."""
+    return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
+            "target_modules": sorted(recipe.target_modules or []), "lora_dropout": 0.0,
+            "bias": "none", "fan_in_fan_out": False, "use_rslora": False,
+            "task_type": "SEQ_CLS", "labels": list(labels), "pooling": "mean",
+            "max_length": recipe.max_length}
+
+
+class EncoderClassifier(nn.Module):
+    """``encoder`` + mean pooling + ``head``; ``forward`` returns ``.loss`` and ``.logits``."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = self.head(mean_pool(hidden.float(), attention_mask))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def hidden_size(model: nn.Module) -> int:
+    cfg = model.config
+    for attr in ("hidden_size", "dim", "d_model"):
+        if isinstance(getattr(cfg, attr, None), int):
+            return getattr(cfg, attr)
+    raise SkillError(f"{type(model).__name__}: cannot tell its hidden size from the config")
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def label_indices(examples: Sequence[Example], labels: Sequence[str]) -> torch.Tensor:
+    index = {label: i for i, label in enumerate(labels)}
+    missing = sorted({ex.target for ex in examples} - set(index))
+    if missing:
+        raise SkillError(f"label(s) {', '.join(map(repr, missing))} not among the skill's "
+                         f"labels {list(labels)}")
+    return torch.tensor([index[ex.target] for ex in examples], dtype=torch.long)
+
+
+def classification_world(world: World, task: str, base: Base) -> list[str]:
+    """The task's labels; a one-line error unless ``world`` is a classification world and
+    ``base`` an encoder."""
+    if getattr(world, "kind", "") != "classification":
+        raise SkillError(f"task {task!r} of world {world.name!r} is not a classification task "
+                         "(a files world of task,text,label rows)")
+    if base.kind != "encoder":
+        raise SkillError(f"base {base.name} is a {base.kind} model: classification skills need "
+                         "an encoder base")
+    labels = world.labels(task)
+    if len(labels) < 2:
+        raise SkillError(f"task {task!r} has {len(labels)} label; a classifier needs at least 2")
+    return labels
+
+
+def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
+                     checkpoint_root: Path | None = None, progress=None) -> Skill:
+    """Train a classification skill; checkpoints (and resume) as in ``train_lora``."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    world = get_world(recipe.world, **recipe.world_args)
+    labels = classification_world(world, recipe.task, base)
+    pool = world.examples(recipe.task, 0, seed=recipe.seed, split="train")
+    if not pool:
+        raise SkillError(f"task {recipe.task!r} has no rows in the train split")
+    label_indices(pool, labels)  # every label known before any training
+    model = base.load_model()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    if recipe.target_modules is None:
+        recipe = replace(recipe, target_modules=attention_targets(model))
+    tokenizer = base.load_tokenizer()
+    torch.manual_seed(recipe.seed)
+    cfg = classifier_config(recipe, labels)
+    peft_model = get_peft_model(model, LoraConfig(
+        r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
+        lora_dropout=0.0, bias="none"))
+    head = nn.Linear(hidden_size(model), len(labels))
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    clf = EncoderClassifier(peft_model, head)
+    params = {k: p for k, p in clf.named_parameters() if p.requires_grad}
+
+    def make_batch(tok, examples):
+        batch = encode_texts(tok, [ex.prompt for ex in examples], recipe.max_length)
+        batch["labels"] = label_indices(examples, labels)
+        return batch
+
+    ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
+    log = train(clf, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
+                tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
+                progress=progress, make_batch=make_batch)
+    state = get_peft_model_state_dict(peft_model)
+    tensors = {k.removeprefix("base_model.model."): v.detach().clone() for k, v in state.items()}
+    tensors["head.weight"] = head.weight.detach().clone()
+    tensors["head.bias"] = head.bias.detach().clone()
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return Skill(
+        name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
+        recipe=recipe.as_dict(),
+        metrics={"train": {"final_loss": log["curve"][-1][1] if log["curve"] else None,
+                           "curve": log["curve"], "seconds": round(log["seconds"], 2),
+                           "tokens_per_second": round(log["tokens_per_second"], 1),
+                           "resumed_from": log["resumed_from"]}},
+    )

@@ -1,0 +1,45 @@
+"""How well a composed skill keeps its members: normalised accuracy per member task.
+
+normalised accuracy on task t = exact match of the composed skill on t / exact match of
+the member trained for t, alone (PAPERS.md §2–3; the measure the issue names). 1.0 means
+the merge lost nothing on that task; a member that scores 0 alone gives ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..base import Base
+from ..skill import Skill
+from ..worlds import get_world
+from ..evaluate.suites import evaluate_model, load_subject
+
+
+def normalised(composed: dict[str, float], alone: dict[str, float]) -> dict[str, float | None]:
+    """Pure: ``{task: composed[task] / alone[task]}`` (None where the member scores 0)."""
+    return {t: (composed[t] / alone[t] if alone[t] > 0 else None) for t in alone}
+
+
+def member_tasks(members: Sequence[Skill]) -> list[str]:
+    return [m.recipe.get("task") for m in members]
+
+
+def exact_match_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: Sequence[str],
+                        n: int, seed: int, lib=None) -> dict[str, float]:
+    """Exact match of the base with ``skills`` applied (or a router, given ``lib``), per task."""
+    world = get_world(world_name)
+    model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
+    tok = base.load_tokenizer()
+    return {t: evaluate_model(model, tok, world, t, n, seed)["exact_match"] for t in tasks}
+
+
+def normalised_accuracy(base: Base, composed: Skill, members: Sequence[Skill], world_name: str,
+                        n: int = 200, seed: int = 0, alone: dict[str, float] | None = None,
+                        lib=None) -> dict:
+    """Composed vs each member alone on the member's own task (``alone`` may be cached)."""
+    tasks = member_tasks(members)
+    if alone is None:
+        alone = {t: exact_match_by_task(base, [m], world_name, [t], n, seed)[t]
+                 for m, t in zip(members, tasks, strict=True)}
+    comp = exact_match_by_task(base, [composed], world_name, tasks, n, seed, lib)
+    return {"composed": comp, "alone": alone, "normalised": normalised(comp, alone)}

@@ -1,0 +1,114 @@
+"""Evaluate classification skills on an encoder base: accuracy, Brier score, 10-bin ECE.
+
+A skill's ΔW is merged into the base (``Base.load_model([skill])``, refused on another
+base), its texts are mean-pooled and its own head gives the class probabilities.
+
+The base alone has no head, so nothing can be read off it without fitting one. Its row
+therefore fits nothing and reports the *majority-class baseline*: every held-out example
+gets the same probabilities, the label frequencies of the task's train split. That row is
+well defined, deterministic, and is the bar a classifier must clear (its accuracy is the
+majority share of the eval split, its ECE the gap between that and the train share).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..acquire.classify import (
+    EncoderClassifier,
+    classification_world,
+    encode_texts,
+    label_indices,
+)
+from ..base import Base, check_base
+from ..skill import Skill, SkillError
+from .metrics import summarize_classification
+
+if TYPE_CHECKING:
+    from ..library import Library
+    from ..worlds.base import World
+
+
+def majority_probs(world: World, task: str, labels: Sequence[str]) -> np.ndarray:
+    """Train-split label frequencies of ``task``, in the order of ``labels``."""
+    counts = Counter(ex.target for ex in world.examples(task, 0, seed=0, split="train"))
+    freq = np.array([counts.get(label, 0) for label in labels], dtype=np.float64)
+    if freq.sum() == 0:
+        raise SkillError(f"task {task!r} has no rows in the train split")
+    return freq / freq.sum()
+
+
+@torch.no_grad()
+def skill_probs(base: Base, skill: Skill, texts: Sequence[str],
+                batch_size: int = 64) -> np.ndarray:
+    """Class probabilities ``[N, C]`` of a classification skill on ``texts``."""
+    check_base(skill, base)
+    head = skill.head()
+    labels = skill.config.get("labels")
+    if set(head) != {"weight", "bias"} or not labels:
+        raise SkillError(f"skill {skill.ref} has no classification head (head.weight, "
+                         "head.bias and labels); it is not a classifier")
+    model = base.load_model([skill])
+    linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
+    linear.load_state_dict({k: v.float() for k, v in head.items()})
+    clf = EncoderClassifier(model, linear).eval()
+    tokenizer = base.load_tokenizer()
+    max_length = int(skill.config.get("max_length") or skill.recipe.get("max_length") or 512)
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = encode_texts(tokenizer, texts[i: i + batch_size], max_length)
+        out.append(torch.softmax(clf(**batch).logits.double(), dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(labels)))
+
+
+def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str, n: int,
+                        seed: int) -> dict[str, Any]:
+    """Metrics on ``n`` held-out examples (``split='eval'``) of a classification task.
+
+    With ``skill=None`` the row is the majority-class baseline (train-split label
+    frequencies for every example; see the module docstring): nothing is fitted.
+    """
+    world_labels = classification_world(world, task, base)
+    examples = world.examples(task, n, seed=seed, split="eval")
+    if not examples:
+        raise SkillError(f"task {task!r} has no rows in the eval split")
+    if skill is None:
+        labels = world_labels
+        probs = np.tile(majority_probs(world, task, labels), (len(examples), 1))
+    else:
+        labels = list(skill.config.get("labels") or [])
+        probs = skill_probs(base, skill, [ex.prompt for ex in examples])
+    y = label_indices(examples, labels).numpy()
+    return summarize_classification(probs, y, seed=seed)
+
+
+def classification_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: str,
+                          world: World, tasks: Sequence[str], n: int = 200, seed: int = 0,
+                          world_args: dict | None = None, include_base: bool = True,
+                          progress: Callable[[str, str], None] | None = None
+                          ) -> dict[str, dict[str, dict]]:
+    """``eval_matrix`` for classification: ``{subject: {task: metrics}}``, each cell also
+    written to the library's results table (its spec names the predictor)."""
+    subjects: list[tuple[str, Skill | None]] = [(f"base:{base.name}", None)] if include_base else []
+    subjects += [(s.ref, s) for s in skills]
+    for _, s in subjects:
+        if s is not None:
+            check_base(s, base)
+    out: dict[str, dict[str, dict]] = {}
+    for subject, skill in subjects:
+        out[subject] = {}
+        for task in tasks:
+            metrics = evaluate_classifier(base, skill, world, task, n, seed)
+            out[subject][task] = metrics
+            predictor = "majority-class baseline" if skill is None else "skill head"
+            lib.add_result(subject, world_name, task, metrics,
+                           {"n": n, "seed": seed, "base": base.fingerprint,
+                            "world_args": world_args or {}, "predictor": predictor})
+            if progress is not None:
+                progress(subject, task)
+    return out
