@@ -72,3 +72,13 @@ def _adapter_session(_llama_dir_session, tmp_path_factory) -> Path:
 def peft_adapter_dir(_adapter_session) -> Path:
     """A PEFT LoRA adapter for ``tiny_llama_dir`` (q_proj, v_proj; r=4, alpha=8)."""
     return _adapter_session
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
+    spinning worker threads can slow these tests down tens of times."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

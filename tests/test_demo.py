@@ -12,22 +12,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from skillbank.cli import app
 from skillbank.library import Library
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 DEMO = ["demo", "--size", "tiny", "--base-steps", "30", "--steps", "10", "--n", "8",
         "--tasks", "rot,shift"]

@@ -39,19 +39,24 @@ def weight_files(path: Path) -> list[Path]:
     return files
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise SkillError(f"{path}: not a Hugging Face model directory (no config.json)")
+def read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    """A JSON object from ``path``; every failure is a one-line SkillError (``missing`` if absent)."""
+    if not path.is_file():
+        raise SkillError(missing)
     try:
-        config = json.loads(cfg_path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise SkillError(f"{cfg_path}: malformed JSON ({e.msg} at line {e.lineno})") from None
+        raise SkillError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError:
-        raise SkillError(f"{cfg_path}: not UTF-8 text, so not JSON") from None
-    if not isinstance(config, dict):
-        raise SkillError(f"{cfg_path}: expected a JSON object")
-    return config
+        raise SkillError(f"{path}: not UTF-8 text, so not JSON") from None
+    if not isinstance(data, dict):
+        raise SkillError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    return read_json_object(path / "config.json",
+                            f"{path}: not a Hugging Face model directory (no config.json)")
 
 
 def fingerprint(path: str | Path) -> str:

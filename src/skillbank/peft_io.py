@@ -18,7 +18,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .base import Base
+from .base import Base, read_json_object
 from .skill import Skill, SkillError, canonical_json, lora_modules
 
 PREFIX = "base_model.model."
@@ -38,16 +38,7 @@ _UNSUPPORTED = {
 
 def _read_config(path: Path) -> dict[str, Any]:
     cfg = path / "adapter_config.json"
-    if not cfg.is_file():
-        raise SkillError(f"{path}: no adapter_config.json (not a PEFT adapter directory)")
-    try:
-        config = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise SkillError(f"{cfg}: malformed JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise SkillError(f"{cfg}: not UTF-8 text, so not JSON") from None
-    if not isinstance(config, dict):
-        raise SkillError(f"{cfg}: expected a JSON object")
+    config = read_json_object(cfg, f"{path}: no adapter_config.json (not a PEFT adapter directory)")
     if config.get("peft_type") != "LORA":
         raise SkillError(f"{cfg}: peft_type is {config.get('peft_type')!r}; only LORA adapters import")
     for key in ("r", "lora_alpha"):

@@ -15,16 +15,6 @@ from skillbank.acquire.pretrain import tiny_config
 from skillbank.worlds.strings import StringsWorld
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("step, expected", [
     (0, 1e-3 * 1 / 4),        # warm-up: lr·(step+1)/warmup
     (1, 1e-3 * 2 / 4),

@@ -13,17 +13,6 @@ from skillbank.acquire.pretrain import tiny_config
 from skillbank.library import Library
 from skillbank.worlds.strings import StringsWorld
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 RECIPE = LoraRecipe(world="strings", task="rot", rank=4, alpha=8, steps=8, lr=1e-2,
                     batch_size=8, pool=64, seed=0)
 

@@ -5,23 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from skillbank.acquire import pretrain
 from skillbank.acquire.pretrain import SIZES, BaseRecipe, ensure_base, find_base, tiny_config
 from skillbank.library import Library
 from skillbank.worlds.strings import StringsWorld
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 RECIPE = BaseRecipe(size="tiny", steps=6, batch_size=8, pool=64, tasks=["copy", "rev"])
 

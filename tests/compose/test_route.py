@@ -8,8 +8,14 @@ from skillbank.acquire.data import char_tokenizer, training_batch
 from skillbank.acquire.lora import LoraRecipe, train_lora
 from skillbank.acquire.pretrain import tiny_config
 from skillbank.compose.ops import MergeSpec, merge_skills
-from skillbank.compose.route import (RoutedModel, Router, distil_weights, load_routed,
-                                     member_factors, train_router)
+from skillbank.compose.route import (
+    RoutedModel,
+    Router,
+    distil_weights,
+    load_routed,
+    member_factors,
+    train_router,
+)
 from skillbank.evaluate.suites import eval_matrix
 from skillbank.library import Library
 from skillbank.skill import SkillError

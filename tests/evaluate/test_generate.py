@@ -14,17 +14,6 @@ from skillbank.evaluate.generate import generation_records, greedy, target_logpr
 from skillbank.worlds.base import Example
 from skillbank.worlds.strings import StringsWorld
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TOK = char_tokenizer(StringsWorld().charset())
 PROMPTS = ["rot:abcdefg=", "rev:ab=", "sort:hgfedcb=", "dup:a="]   # lengths differ: left padding
 

@@ -16,17 +16,6 @@ from skillbank.library import Library
 from skillbank.skill import Skill
 from skillbank.worlds.strings import StringsWorld
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine PyTorch's
-    spinning worker threads can slow these tests down tens of times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 WORLD = StringsWorld()
 TOK = char_tokenizer(WORLD.charset())
 METRIC_KEYS = {"n"} | {f"{m}{s}" for m in ("exact_match", "edit_distance", "token_accuracy",

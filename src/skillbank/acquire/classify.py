@@ -33,6 +33,7 @@ from ..skill import Skill, SkillError, canonical_json
 from ..worlds import get_world
 from .data import Sampler
 from .loop import LoopConfig, train
+from .lora import lora_tensors, train_metrics
 
 if TYPE_CHECKING:
     from ..worlds.base import Example, World
@@ -166,7 +167,7 @@ def classification_world(world: World, task: str, base: Base) -> list[str]:
 def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
                      checkpoint_root: Path | None = None, progress=None) -> Skill:
     """Train a classification skill; checkpoints (and resume) as in ``train_lora``."""
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model
 
     world = get_world(recipe.world, **recipe.world_args)
     labels = classification_world(world, recipe.task, base)
@@ -201,8 +202,7 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     log = train(clf, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
                 tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
                 progress=progress, make_batch=make_batch)
-    state = get_peft_model_state_dict(peft_model)
-    tensors = {k.removeprefix("base_model.model."): v.detach().clone() for k, v in state.items()}
+    tensors = lora_tensors(peft_model)
     tensors["head.weight"] = head.weight.detach().clone()
     tensors["head.bias"] = head.bias.detach().clone()
     if ckpt is not None:
@@ -210,8 +210,5 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     return Skill(
         name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
         recipe=recipe.as_dict(),
-        metrics={"train": {"final_loss": log["curve"][-1][1] if log["curve"] else None,
-                           "curve": log["curve"], "seconds": round(log["seconds"], 2),
-                           "tokens_per_second": round(log["tokens_per_second"], 1),
-                           "resumed_from": log["resumed_from"]}},
+        metrics={"train": train_metrics(log)},
     )

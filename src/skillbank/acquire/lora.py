@@ -59,7 +59,7 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
                progress=None) -> Skill:
     """Train the skill; if ``checkpoint_root`` is given, checkpoints go there and a run
     interrupted earlier resumes from its last one (removed once training completes)."""
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model
 
     world = get_world(recipe.world, **recipe.world_args)
     pool = world.examples(recipe.task, recipe.pool, seed=recipe.seed, split="train")
@@ -75,15 +75,24 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
     log = train(peft_model, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
                 tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
                 progress=progress)
-    state = get_peft_model_state_dict(peft_model)
-    tensors = {k.removeprefix("base_model.model."): v.detach().clone() for k, v in state.items()}
+    tensors = lora_tensors(peft_model)
     if ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)
-    return Skill(
-        name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-        recipe=recipe.as_dict(),
-        metrics={"train": {"final_loss": log["curve"][-1][1] if log["curve"] else None,
-                           "curve": log["curve"], "seconds": round(log["seconds"], 2),
-                           "tokens_per_second": round(log["tokens_per_second"], 1),
-                           "resumed_from": log["resumed_from"]}},
-    )
+    return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
+                 recipe=recipe.as_dict(), metrics={"train": train_metrics(log)})
+
+
+def lora_tensors(peft_model) -> dict:
+    """The adapter's A/B tensors keyed by the base's module paths (PEFT prefix stripped)."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(peft_model)
+    return {k.removeprefix("base_model.model."): v.detach().clone() for k, v in state.items()}
+
+
+def train_metrics(log: dict) -> dict:
+    """What a skill's manifest keeps of a training run (see loop.train)."""
+    return {"final_loss": log["curve"][-1][1] if log["curve"] else None,
+            "curve": log["curve"], "seconds": round(log["seconds"], 2),
+            "tokens_per_second": round(log["tokens_per_second"], 1),
+            "resumed_from": log["resumed_from"]}
