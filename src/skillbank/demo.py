@@ -16,9 +16,11 @@ from typing import Any
 from .acquire.lora import LoraRecipe, train_lora
 from .acquire.pretrain import BaseRecipe, ensure_base, find_base
 from .evaluate.suites import eval_matrix
+from .base import Base
 from .library import Library, LibraryError
 from .report.html import Section, write_report
 from .report.plots import curves, heatmap
+from .skill import Skill
 
 TARGET_SKILL_EM = 0.90
 TARGET_BASE_EM = 0.20
@@ -46,10 +48,12 @@ def find_skill(lib: Library, name: str, base_fp: str, recipe: dict):
     return None
 
 
-def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]:
-    """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages."""
-    t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
+def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui) -> tuple[Base, list[Skill]]:
+    """The demo's base and one LoRA skill per task, trained now or re-used by recipe.
+
+    Reproductions (``skillbank repro``) start from the same skills, so the figures they
+    report are about the skills the demo shows.
+    """
     base_name = f"strings-{cfg.base.size}"
     if find_base(lib, cfg.base) is not None:  # re-used: no progress bar stuck at 0
         base, base_log = ensure_base(lib, base_name, cfg.base)
@@ -70,6 +74,14 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]
             trained[skill.ref] = True
         skills.append(skill)
     ui.say(f"skills: {', '.join(s.ref for s in skills)} ({len(trained)} trained now)")
+    return base, skills
+
+
+def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]:
+    """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages."""
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base, skills = ensure_demo_skills(lib, cfg, ui)
 
     total = (len(skills) + 1) * len(cfg.tasks)
     with ui.bar("evaluate", total) as step:

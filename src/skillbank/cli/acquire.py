@@ -1,0 +1,153 @@
+"""Acquire and measure: train a base or a skill, evaluate, run the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..skill import SkillError
+from .core import JsonOpt, Ui, app, base_app, csv_list, emit, lib, out, table
+
+
+@base_app.command("train")
+def base_train(name: str,
+               world: Annotated[str, typer.Option(help="World whose base tasks it learns.")] = "strings",
+               tasks: Annotated[str, typer.Option(help="Comma-separated base tasks.")] = "copy,rev,sort",
+               size: Annotated[str, typer.Option(help="tiny, mini, small or large.")] = "mini",
+               steps: Annotated[int, typer.Option(min=1)] = 800,
+               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+               seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Train the embedded default base (a tiny transformer) and register it; re-used by recipe."""
+    from ..acquire.pretrain import BaseRecipe, ensure_base
+    from ..worlds import get_world
+
+    recipe = BaseRecipe(world=world, tasks=csv_list(tasks), size=size, steps=steps, lr=lr, seed=seed)
+    w = get_world(world)
+    for t in recipe.tasks:
+        w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
+    ui = Ui(as_json)
+    with ui.bar(f"base {name}", steps) as step:
+        b, log = ensure_base(lib(), name, recipe, progress=step)
+    row = {"name": b.name, "fingerprint": b.fingerprint, "trained": log is not None,
+           "recipe": b.meta.get("recipe")}
+    emit(row) if as_json else out.print(
+        f"base {b.name} {b.short} " + ("trained" if log else "already in the library (same recipe)"))
+
+
+@app.command("train")
+def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill.")],
+              base: Annotated[str, typer.Option(help="Registered base.")],
+              task: Annotated[str, typer.Option(help="Task to learn, e.g. rot or rev+sort.")],
+              world: Annotated[str, typer.Option(help="strings, lego, arith or files.")] = "strings",
+              data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+              rank: Annotated[int, typer.Option(min=1)] = 8,
+              steps: Annotated[int, typer.Option(min=1)] = 300,
+              lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+              batch_size: Annotated[int, typer.Option(min=1)] = 64,
+              max_length: Annotated[int, typer.Option(
+                  min=1, help="Classification: tokens per text.")] = 64,
+              seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Train a LoRA skill through PEFT (resumes an interrupted run) and store it.
+
+    On an encoder base the task must be a classification task (a files world of
+    task,text,label rows): the skill is LoRA on attention plus its own linear head."""
+    from ..acquire.classify import ClassifierRecipe, train_classifier
+    from ..acquire.lora import LoraRecipe, train_lora
+    from ..skill import check_name
+    from ..worlds import get_world
+
+    check_name(skill, "skill name")
+    world_args = {"path": str(data.resolve())} if data is not None else {}
+    w = get_world(world, **world_args)
+    w.examples(task, 1, seed=0)
+    library = lib()
+    b = library.base(base)
+    classify = getattr(w, "kind", "") == "classification"
+    if b.kind == "encoder" and not classify:
+        raise SkillError(f"base {b.name} is an encoder: it learns classification tasks "
+                         "(--world files with task,text,label rows), not the generation "
+                         f"task {task!r}")
+    if b.kind != "encoder" and classify:
+        raise SkillError(f"task {task!r} is a classification task but base {b.name} is {b.kind}; "
+                         "classification skills need an encoder base")
+    if classify:
+        trainer, recipe = train_classifier, ClassifierRecipe(
+            task=task, world=world, world_args=world_args, rank=rank, alpha=2 * rank, steps=steps,
+            lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
+    else:
+        trainer, recipe = train_lora, LoraRecipe(
+            world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,
+            batch_size=batch_size, seed=seed, world_args=world_args)
+    ui = Ui(as_json)
+    with ui.bar(f"train {skill}", steps) as step:
+        s = library.add(trainer(skill, b, recipe, library.home / "checkpoints", progress=step))
+    if as_json:
+        return emit(s.manifest())
+    t = s.metrics["train"]
+    out.print(f"stored {s.ref}: final loss {t['final_loss']:.4f}, {t['seconds']} s"
+              + (f" (resumed from step {t['resumed_from']})" if t["resumed_from"] else ""))
+
+
+@app.command("eval")
+def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERSION] (none: base only).")] = None,
+             base: Annotated[str | None, typer.Option(help="Base (default: the skills' base).")] = None,
+             world: str = "strings",
+             data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+             tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: the skills' tasks).")] = None,
+             n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
+             seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Evaluate the base alone and each skill on each task; results go to the library."""
+    from ..evaluate.suites import eval_matrix
+
+    library = lib()
+    loaded = [library.get(r) for r in (skills or [])]
+    if base is None and not loaded:
+        raise SkillError("give at least one skill or --base")
+    b = library.base(base) if base else library.base_of(loaded[0])
+    task_list = csv_list(tasks) if tasks else sorted({s.recipe.get("task") for s in loaded if s.recipe.get("task")})
+    if not task_list:
+        raise SkillError("no tasks: pass --tasks")
+    ui = Ui(as_json)
+    total = (len(loaded) + 1) * len(task_list)
+    with ui.bar("evaluate", total) as step:
+        counter = iter(range(1, total + 1))
+        matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
+                             world_args={"path": str(data.resolve())} if data is not None else None,
+                             progress=lambda *_: step(next(counter), None))
+    if as_json:
+        return emit(matrix)
+    first = next(iter(next(iter(matrix.values())).values()))
+    key = "accuracy" if "accuracy" in first else "exact_match"
+    table(f"{key.replace('_', ' ')} ± stderr ({n} held-out per task)", ["subject", *task_list],
+          [[s, *[f"{row[t][key]:.3f}±{row[t][key + '_stderr']:.3f}" for t in task_list]]
+           for s, row in matrix.items()])
+
+
+@app.command("demo")
+def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.html and summary.json go.")] = Path("skillbank-demo"),
+             steps: Annotated[int, typer.Option(min=1, help="Training steps per skill.")] = 300,
+             base_steps: Annotated[int, typer.Option(min=1, help="Base pre-training steps.")] = 800,
+             n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
+             size: Annotated[str, typer.Option(help="Base size: tiny, mini, small, large.")] = "mini",
+             tasks: Annotated[str, typer.Option(help="Skills to acquire (strings tasks).")] = "rot,shift,dedup,drop,swap,dup",
+             seed: int = 0, as_json: JsonOpt = False) -> None:
+    """The main job: a base gains skills, each stored, evaluated and reported."""
+    from ..acquire.pretrain import BaseRecipe
+    from ..demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
+                     steps=steps, n_eval=n, seed=seed)
+    summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
+    if as_json:
+        return emit(summary)
+    table("skills on their own tasks (held-out exact match)",
+          ["skill", "task", "exact match", "± stderr", "base alone", "target met"],
+          [[k, s["task"], s["exact_match"], s["stderr"], s["base_exact_match"],
+            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
+    tasks_ = cfg.tasks
+    table("skill × task matrix (exact match)", ["subject", *tasks_],
+          [[subj, *[row[t] for t in tasks_]] for subj, row in summary["matrix"].items()])
+    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
+              f"wall time {summary['wall_seconds']} s")

@@ -1,0 +1,126 @@
+"""What every command shares: the Typer app, the library handle, output, progress bars, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..library import Library, LibraryError, default_home
+from ..skill import SkillError
+
+app = typer.Typer(help="skillbank: a versioned library of neural-network skills.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+base_app = typer.Typer(help="Register and list base models.", no_args_is_help=True)
+app.add_typer(base_app, name="base")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"home": None}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+@app.callback()
+def _main(home: Annotated[Path | None, typer.Option(
+        "--home", envvar="SKILLBANK_HOME",
+        help="Library home directory (default ~/.skillbank; env SKILLBANK_HOME).")] = None) -> None:
+    _state["home"] = home
+
+
+def lib() -> Library:
+    return Library.open(_state["home"] or default_home())
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title)
+    for h in header:
+        t.add_column(h)
+    for r in rows:
+        t.add_row(*[f"{x:.3f}" if isinstance(x, float) else str(x) for x in r])
+    out.print(t)
+
+
+def fmt_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class Ui:
+    """Progress bars (loss and ETA) on stderr, messages on stdout; quiet under --json."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            out.print(msg)
+
+    @contextmanager
+    def bar(self, desc: str, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.quiet:
+            yield lambda step, loss: None
+            return
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
+                TimeRemainingColumn()]
+        with Progress(*cols, console=err, transient=False) as p:
+            task = p.add_task(desc, total=total, loss="")
+
+            def update(step: int, loss: float | None) -> None:
+                p.update(task, completed=step, loss=f"loss {loss:.4f}" if loss is not None else "")
+
+            yield update
+
+
+def csv_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise SkillError(f"expected a comma-separated list, got {value!r}")
+    return items
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        app()
+    except (SkillError, LibraryError, ValueError, FileNotFoundError) as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+

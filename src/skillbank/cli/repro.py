@@ -1,0 +1,31 @@
+"""Reproductions: ``skillbank repro NAME`` re-runs one seed paper's claim at CPU scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .core import JsonOpt, Ui, app, emit, lib, out, table
+
+
+@app.command("repro")
+def repro_cmd(name: Annotated[str, typer.Argument(help="Which claim; `skillbank repro list` lists them.")],
+              out_dir: Annotated[Path | None, typer.Option("--out", help="Report directory (default ./skillbank-repro/NAME).")] = None,
+              seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+              quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes for a smoke test; figures not comparable.")] = False,
+              as_json: JsonOpt = False) -> None:
+    """Re-run a seed paper's headline claim on the library's skills; print the figures and whether it holds."""
+    from ..repro import available, run_repro
+
+    if name == "list":
+        emit({"reproductions": available()}) if as_json else out.print("\n".join(available()))
+        return
+    ui = Ui(as_json)
+    res, outcome = run_repro(name, lib(), out_dir or Path("skillbank-repro") / name, ui, seed=seed, quick=quick)
+    if as_json:
+        emit(res)
+        return
+    verdict = "holds" if res["holds"] else "does NOT hold at this scale"
+    table(f"{res['paper']}\nclaim: {res['claim']} — {verdict} ({res['wall_seconds']} s)", *outcome.table)

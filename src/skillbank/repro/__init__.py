@@ -1,0 +1,76 @@
+"""Reproductions: each seed paper's headline claim, re-run at CPU scale on skillbank's own
+operations (``skillbank repro NAME``; ARCHITECTURE.md, "Reproductions").
+
+Every module in this package is one reproduction, named after the claim (``graft.py`` is
+``skillbank repro graft``; underscores read as hyphens, so ``skill_it.py`` is
+``skill-it``). A module defines
+
+- ``PAPER`` and ``CLAIM`` (strings), and
+- ``run(lib, ui, out_dir, seed, quick) -> Outcome``: measure everything, with baselines,
+  on skills and data from ``lib``; write any chart (PNG) into ``out_dir`` and name it in
+  a section's ``images``; ``quick`` shrinks every size for smoke tests (its figures are
+  not comparable with a full run, and say so in ``Outcome.notes``).
+
+``holds`` is computed from ``figures`` by a rule the module's docstring states. A claim
+that does not hold at this scale is a result, reported as such, not an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..library import Library
+from ..report.html import Section, write_report
+from ..skill import SkillError
+
+
+@dataclass
+class Outcome:
+    """What a reproduction measured: every figure, the verdict, and how to show it."""
+
+    figures: dict[str, Any]
+    holds: bool
+    table: tuple[Sequence[str], Sequence[Sequence[Any]]]
+    sections: list[Section] = field(default_factory=list)
+    notes: str = ""
+
+
+def available() -> list[str]:
+    """Names of every reproduction, as ``skillbank repro`` spells them."""
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__))
+
+
+def load(name: str):
+    if name not in available():
+        raise SkillError(f"unknown reproduction {name!r}; choose from {', '.join(available())}")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+
+
+def run_repro(name: str, lib: Library, out_dir: Path, ui, seed: int = 0, quick: bool = False) -> tuple[dict[str, Any], Outcome]:
+    """Run one reproduction; write ``report.html`` and ``NAME.json`` to ``out_dir``, store the
+    result in the library (subject ``repro:NAME``), and return the JSON object of
+    ARCHITECTURE.md (``name, paper, claim, figures, holds, seed, wall_seconds``) with the
+    module's :class:`Outcome`."""
+    module = load(name)
+    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcome: Outcome = module.run(lib, ui, out_dir, seed=seed, quick=quick)
+    result = {"name": name, "paper": module.PAPER, "claim": module.CLAIM,
+              "figures": outcome.figures, "holds": bool(outcome.holds), "seed": seed,
+              "quick": quick, "notes": outcome.notes,
+              "wall_seconds": round(time.perf_counter() - t0, 1)}
+    verdict = "holds" if outcome.holds else "does not hold at this scale"
+    head = Section(f"{name}: {module.CLAIM}",
+                   text=f"{module.PAPER}. Claim {verdict}. Seed {seed}, {result['wall_seconds']} s."
+                        + (f" {outcome.notes}" if outcome.notes else ""),
+                   table=outcome.table)
+    write_report(out_dir, f"skillbank repro {name}", [head, *outcome.sections])
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    lib.add_result(f"repro:{name}", "", "", result, {"seed": seed, "quick": quick})
+    return result, outcome
