@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import struct
-import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from reportcheck import browser_image_widths, img_srcs, need_chromium, png_size, run_chromium
 from skillbank.cli import app
 from skillbank.library import Library
 
@@ -21,12 +19,6 @@ DEMO = ["demo", "--size", "tiny", "--base-steps", "30", "--steps", "10", "--n", 
         "--tasks", "rot,shift"]
 METRIC_KEYS = {"n"} | {f"{m}{s}" for m in ("exact_match", "edit_distance", "token_accuracy",
                                            "mean_logprob") for s in ("", "_stderr")}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
-
 
 def cli(home: Path, *args, code: int = 0):
     result = CliRunner().invoke(app, ["--home", str(home), *map(str, args)])
@@ -35,25 +27,7 @@ def cli(home: Path, *args, code: int = 0):
 
 
 def png_width(path: Path) -> int:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", path
-    return struct.unpack(">II", data[16:24])[0]
-
-
-class _Imgs(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.srcs: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.srcs.append(dict(attrs)["src"])
-
-
-def img_srcs(page: str) -> list[str]:
-    parser = _Imgs()
-    parser.feed(page)
-    return parser.srcs
+    return png_size(path)[0]
 
 
 @pytest.fixture(scope="module")
@@ -120,56 +94,19 @@ def test_second_demo_reuses_base_and_skills(demo, tmp_path, monkeypatch):
 
 @pytest.fixture
 def chromium():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found; `apt-get install -y chromium` to run the browser test")
-    return CHROMIUM
-
-
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
-    return subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-_PROBE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>probe</title></head><body>
-{imgs}
-<script>
-window.addEventListener("load", function () {{
-  var w = [];
-  for (var i = 0; i < document.images.length; i++) w.push(document.images[i].naturalWidth);
-  var out = document.createElement("pre");
-  out.textContent = "WIDTHS=" + w.join(",") + ";";
-  document.body.appendChild(out);
-}});
-</script>
-</body></html>
-"""
+    return need_chromium()
 
 
 def test_demo_report_renders_in_chromium(demo, chromium, tmp_path):
     _, out, _ = demo
     report = out / "report.html"
     srcs = img_srcs(report.read_text(encoding="utf-8"))
-    res = _chromium(tmp_path, "--dump-dom", report.as_uri())
+    res = run_chromium(tmp_path, "--dump-dom", report.as_uri())
     assert res.returncode == 0, res.stderr[-2000:]
     assert img_srcs(res.stdout) == srcs
     assert "strings-rot" in res.stdout and "Skill × task matrix" in res.stdout
-    # every image decodes: a probe page beside the report (its srcs + one missing image)
-    # reports each naturalWidth after window load (0 = failed to load)
-    probe = out / "probe.html"
-    imgs = "\n".join(f'<img src="{s}">' for s in [*srcs, "missing.png"])
-    probe.write_text(_PROBE.format(imgs=imgs), encoding="utf-8")
-    try:
-        res = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
-    finally:
-        probe.unlink()
-    assert res.returncode == 0, res.stderr[-2000:]
-    m = re.search(r"WIDTHS=([0-9,]*);", res.stdout)
-    assert m, f"probe script did not run; DOM was:\n{res.stdout[-2000:]}"
-    widths = [int(w) for w in m.group(1).split(",")]
-    assert widths[-1] == 0, "a missing image must report width 0, else the check is vacuous"
-    assert widths[:-1] == [png_width(out / s) for s in srcs]
+    # every image decodes in the browser at its PNG width
+    assert browser_image_widths(report, tmp_path) == [png_width(out / s) for s in srcs]
 
 
 # ----------------------------------------------------------------- base train, train, eval

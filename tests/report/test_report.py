@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import re
-import struct
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from reportcheck import browser_image_widths, img_tags, need_chromium, png_size, run_chromium
 from skillbank.report.html import Section, format_cell, write_report
 from skillbank.report.plots import curves, heatmap
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the PNG's IHDR chunk; asserts the PNG signature."""
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
-
-class _ImgCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.imgs: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.imgs.append(dict(attrs))
-
-
-def img_tags(page: str) -> list[dict[str, str | None]]:
-    parser = _ImgCollector()
-    parser.feed(page)
-    return parser.imgs
-
 
 # ----------------------------------------------------------------------------------- plots
 
@@ -187,36 +154,9 @@ def test_section_images_default_not_shared():
 
 # --------------------------------------------------------------------------------- browser
 
-_PROBE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>probe</title></head><body>
-{imgs}
-<script>
-window.addEventListener("load", function () {{
-  var w = [];
-  for (var i = 0; i < document.images.length; i++) w.push(document.images[i].naturalWidth);
-  var out = document.createElement("pre");
-  out.textContent = "WIDTHS=" + w.join(",") + ";";
-  document.body.appendChild(out);
-}});
-</script>
-</body></html>
-"""
-
-
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
-    return subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
 @pytest.fixture
 def chromium():
-    if not CHROMIUM.exists():
-        reason = (f"{CHROMIUM} not found; install it with "
-                  "`apt-get update && apt-get install -y chromium` to run the browser test")
-        print(reason)
-        pytest.skip(reason)
-    return CHROMIUM
+    return need_chromium()
 
 
 def test_report_images_load_in_chromium(chromium, tmp_path):
@@ -228,26 +168,16 @@ def test_report_images_load_in_chromium(chromium, tmp_path):
 
     # 1. the report itself renders: screenshot written, <img> elements in the live DOM
     shot = tmp_path / "shot.png"
-    res = _chromium(tmp_path, "--window-size=1200,2000", f"--screenshot={shot}",
+    res = run_chromium(tmp_path, "--window-size=1200,2000", f"--screenshot={shot}",
                     report.as_uri())
     assert shot.exists(), res.stderr[-2000:]
     assert png_size(shot) == (1200, 2000)
-    res = _chromium(tmp_path, "--dump-dom", report.as_uri())
+    res = run_chromium(tmp_path, "--dump-dom", report.as_uri())
     assert res.returncode == 0, res.stderr[-2000:]
     assert [i["src"] for i in img_tags(res.stdout)] == srcs
     assert "&lt;script&gt;" in res.stdout
 
-    # 2. every image decodes: a test-only page next to the report, same relative srcs plus one
-    #    missing image, reports each naturalWidth after window load (0 = failed to load)
-    probe = out_dir / "probe.html"
-    imgs = "\n".join(f'<img src="{s}">' for s in [*srcs, "missing.png"])
-    probe.write_text(_PROBE.format(imgs=imgs), encoding="utf-8")
-    res = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
-    assert res.returncode == 0, res.stderr[-2000:]
-    m = re.search(r"WIDTHS=([0-9,]*);", res.stdout)
-    assert m, f"probe script did not run; DOM was:\n{res.stdout[-2000:]}"
-    widths = [int(w) for w in m.group(1).split(",")]
-    assert widths[-1] == 0, "a missing image must report width 0, else the check is vacuous"
-    expected = [png_size(out_dir / s)[0] for s in srcs]
-    assert widths[:-1] == expected
-    assert all(w > 0 for w in widths[:-1])
+    # 2. every image decodes at its PNG width
+    widths = browser_image_widths(report, tmp_path)
+    assert widths == [png_size(out_dir / s)[0] for s in srcs]
+    assert all(w > 0 for w in widths)

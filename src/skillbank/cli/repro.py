@@ -28,4 +28,6 @@ def repro_cmd(name: Annotated[str, typer.Argument(help="Which claim; `skillbank 
         emit(res)
         return
     verdict = "holds" if res["holds"] else "does NOT hold at this scale"
-    table(f"{res['paper']}\nclaim: {res['claim']} — {verdict} ({res['wall_seconds']} s)", *outcome.table)
+    out.print(f"{res['paper']}\nclaim: {res['claim']} — {verdict} ({res['wall_seconds']} s)",
+              markup=False, highlight=False, soft_wrap=True)
+    table(f"repro {name}", *outcome.table)

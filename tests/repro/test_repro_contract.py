@@ -1,0 +1,68 @@
+"""The reproduction contract (skillbank.repro): the JSON object of ARCHITECTURE.md, the
+report, the library record, and the CLI's one-line error for an unknown name."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+from typer.testing import CliRunner
+
+import skillbank.repro as repro
+from skillbank.cli import app
+from skillbank.library import Library
+from skillbank.report.html import Section
+
+SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
+
+
+def _fake(monkeypatch, holds: bool):
+    mod = types.ModuleType("skillbank.repro.fake")
+    mod.PAPER, mod.CLAIM = "A Paper (2024)", "two is more than one"
+
+    def run(lib, ui, out_dir, seed, quick):
+        figures = {"one": 1.0, "two": 2.0 + seed}
+        return repro.Outcome(figures=figures, holds=holds and figures["two"] > figures["one"],
+                             table=(["figure", "value"], [[k, v] for k, v in figures.items()]),
+                             sections=[Section("detail", text="more")])
+
+    mod.run = run
+    monkeypatch.setitem(sys.modules, "skillbank.repro.fake", mod)
+    monkeypatch.setattr(repro, "available", lambda: ["fake"])
+
+
+def test_run_repro_writes_json_report_and_result(monkeypatch, tmp_path):
+    _fake(monkeypatch, holds=True)
+    with Library.open(tmp_path / "home") as lib:
+        res, outcome = repro.run_repro("fake", lib, tmp_path / "out", ui=None, seed=3)
+        assert SCHEMA <= set(res)
+        assert res["figures"] == {"one": 1.0, "two": 5.0} and res["holds"] is True and res["seed"] == 3
+        assert json.loads((tmp_path / "out" / "fake.json").read_text()) == json.loads(json.dumps(res))
+        page = (tmp_path / "out" / "report.html").read_text()
+        assert "two is more than one" in page and "holds" in page and "detail" in page
+        [row] = lib.results("repro:fake")
+        assert row["metrics"]["figures"]["two"] == 5.0
+
+
+def test_cli_repro_json_and_unknown(monkeypatch, tmp_path):
+    _fake(monkeypatch, holds=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["--home", str(tmp_path / "h"), "repro", "fake", "--out", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["holds"] is False and res["claim"] == "two is more than one"
+    r = runner.invoke(app, ["--home", str(tmp_path / "h"), "repro", "fake", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0 and "does NOT hold" in r.stdout
+    r = runner.invoke(app, ["repro", "list", "--json"])
+    assert json.loads(r.stdout) == {"reproductions": ["fake"]}
+
+
+def test_unknown_reproduction_is_one_line_error(tmp_path):
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", "from skillbank.cli import main; main()",
+                        "--home", str(tmp_path / "h"), "repro", "no-such-claim"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: unknown reproduction 'no-such-claim'") and r.stderr.count("\n") == 1
