@@ -97,7 +97,14 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
              data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
              tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: the skills' tasks).")] = None,
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
-             seed: int = 0, as_json: JsonOpt = False) -> None:
+             seed: int = 0, as_json: JsonOpt = False,
+             executor: Annotated[str | None, typer.Option(
+                 help="Run one job per subject × task on local (--workers N) or ray; "
+                      "default: in this process.")] = None,
+             address: Annotated[str | None, typer.Option(
+                 help="Ray cluster address (implies --executor ray).")] = None,
+             workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+             ) -> None:
     """Evaluate the base alone and each skill on each task; results go to the library."""
     from ..evaluate.suites import eval_matrix
 
@@ -113,9 +120,18 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     total = (len(loaded) + 1) * len(task_list)
     with ui.bar("evaluate", total) as step:
         counter = iter(range(1, total + 1))
-        matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
-                             world_args={"path": str(data.resolve())} if data is not None else None,
-                             progress=lambda *_: step(next(counter), None))
+        world_args = {"path": str(data.resolve())} if data is not None else None
+        if executor or address or workers:
+            from ..run import get_executor
+            from ..run.sweep import eval_matrix_on
+
+            with get_executor(executor, address, workers) as ex:
+                matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
+                                        n, seed, world_args, progress=lambda i, _: step(i, None))
+        else:
+            matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
+                                 world_args=world_args,
+                                 progress=lambda *_: step(next(counter), None))
     if as_json:
         return emit(matrix)
     first = next(iter(next(iter(matrix.values())).values()))

@@ -1,0 +1,86 @@
+"""The local executor: jobs in this process (the default), or in a pool of processes.
+
+In-process, one :class:`~skillbank.run.jobs.Worker` lives as long as the executor, so
+loaded bases are reused across jobs and sweeps. With ``workers > 1`` each of N spawned
+processes holds its own Worker and runs one job at a time; a process that dies (killed,
+out of memory) breaks the pool, which is rebuilt, and the jobs that were running on it
+are retried once. In-process there is no one left to retry when the process dies: that
+is what the pool and the Ray executor are for.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from . import Attempts, Executor, Job, JobResult, OnResult, job_spec, one_line
+from .jobs import Worker
+
+_worker: Worker | None = None  # the pool process's worker
+
+
+def _init(threads: int) -> None:
+    global _worker
+    _worker = Worker(threads)
+
+
+def _pool_run(kind: str, spec: dict) -> dict:
+    return _worker.run(kind, spec)
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        self.workers = workers or 1
+        self.threads = threads
+        self.worker = Worker(threads) if self.workers == 1 else None
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _run(self, home: str, probe: str, jobs: list[Job], on_result: OnResult) -> list[JobResult]:
+        state = Attempts(jobs, on_result)
+        if self.worker is not None:
+            while state.queue:
+                i = state.next()
+                try:
+                    state.done(i, self.worker.run(jobs[i].kind, job_spec(jobs[i], home, probe)))
+                except Exception as e:  # noqa: BLE001 - reported per job, the sweep goes on
+                    state.failed(i, one_line(e))
+            return state.finished()
+        running: dict[Future, tuple[int, ProcessPoolExecutor]] = {}
+        while state.queue or running:
+            if self.pool is None:
+                self.pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init, initargs=(self.threads or 1,))
+            while state.queue and len(running) < self.workers:
+                i = state.next()
+                spec = job_spec(jobs[i], home, probe)
+                try:
+                    running[self.pool.submit(_pool_run, jobs[i].kind, spec)] = (i, self.pool)
+                except BrokenProcessPool:  # broke before this job started: not its attempt
+                    state.tries[i] -= 1
+                    state.queue.append(i)
+                    self._drop_pool()
+                    break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i, pool = running.pop(fut)
+                try:
+                    state.done(i, fut.result())
+                except BrokenProcessPool:
+                    state.failed(i, "worker process died while running the job")
+                    if pool is self.pool:
+                        self._drop_pool()
+                except Exception as e:  # noqa: BLE001 - reported per job, the sweep goes on
+                    state.failed(i, one_line(e))
+        return state.finished()
+
+    def _drop_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def close(self) -> None:
+        self._drop_pool()

@@ -1,0 +1,263 @@
+"""Declarative sweeps: skills to train, compositions to build, evaluations to run.
+
+A sweep config (YAML or a dict)::
+
+    base: demo                  # a registered base
+    world: strings              # world of every train and eval job (default strings)
+    world_args: {}
+    train:                      # LoRA skills: any field of acquire.lora.LoraRecipe
+      - {name: rot, task: rot, steps: 300}
+    compose:                    # merges: any field of compose.ops.MergeSpec, members in `from`
+      - {name: rot-shift, from: [rot, shift], method: ties, density: 0.5}
+    eval:                       # every subject × task × seed; `base` is the base alone
+      subjects: [base, rot, rot-shift]
+      tasks: [rot, shift]
+      n: 200
+      seeds: [0]                # or seed: 0
+
+It runs in three stages (train, compose, eval), each a batch of independent jobs on one
+executor; skills are named by name in the config and by ``name@version`` in the jobs,
+resolved when their stage starts. Resumable: a train or compose job is skipped when a
+version of its skill with the same recipe is in the library, an eval job when a result
+with the same subject, world, task and spec (n, seed, base, world_args) is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from ..library import Library, LibraryError
+from ..skill import SkillError, canonical_json
+from . import Executor, Job, JobResult
+from .jobs import eval_spec
+
+SECTIONS = {"base", "world", "world_args", "train", "compose", "eval"}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a sweep config from YAML; a one-line SkillError for anything malformed."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SkillError(f"{path}: no such sweep config")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SkillError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(config, dict):
+        keys = ", ".join(sorted(SECTIONS))
+        raise SkillError(f"{path}: a sweep config is a mapping with keys {keys}")
+    return config
+
+
+def _entries(config: dict, section: str) -> list[dict]:
+    items = config.get(section) or []
+    if not isinstance(items, list) or not all(isinstance(x, dict) and "name" in x for x in items):
+        raise SkillError(f"sweep `{section}` is a list of mappings, each with a `name`")
+    return items
+
+
+def _build(cls, what: str, kwargs: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise SkillError(f"{what}: unknown field(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise SkillError(f"{what}: {e}") from None
+
+
+def _has_recipe(lib: Library, name: str, base_fp: str, recipe: dict) -> str | None:
+    """The ref of a stored version of ``name`` made by ``recipe`` on this base, if any."""
+    try:
+        rows = lib.versions(name)
+    except LibraryError:
+        return None
+    want = canonical_json(recipe)
+    for r in rows:
+        if r.base == base_fp and canonical_json(r.manifest.get("recipe", {})) == want:
+            return f"{r.name}@{r.version}"
+    return None
+
+
+class Plan:
+    """The jobs of one sweep, stage by stage, against one library."""
+
+    def __init__(self, lib: Library, config: dict[str, Any]):
+        unknown = sorted(set(config) - SECTIONS)
+        if unknown:
+            raise SkillError(f"sweep config: unknown key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(SECTIONS))}")
+        if "base" not in config:
+            raise SkillError("sweep config needs `base`: a registered base")
+        self.lib, self.config = lib, config
+        self.base = lib.base(str(config["base"]))
+        self.world = str(config.get("world", "strings"))
+        self.world_args = dict(config.get("world_args") or {})
+        from ..worlds import get_world
+
+        get_world(self.world, **self.world_args)  # unknown world: an error before any job
+        ev = config.get("eval") or {}
+        if not isinstance(ev, dict):
+            raise SkillError("sweep `eval` is a mapping: subjects, tasks, n, seeds")
+        self.subjects = list(dict.fromkeys(str(s) for s in ev.get("subjects", ["base"])))
+        self.tasks = list(dict.fromkeys(str(t) for t in ev.get("tasks", [])))
+        if ev and not self.tasks:
+            raise SkillError("sweep `eval` needs `tasks`")
+        self.n = int(ev.get("n", 200))
+        seeds = ev.get("seeds", [ev.get("seed", 0)])
+        seeds = seeds if isinstance(seeds, list) else [seeds]
+        self.seeds = list(dict.fromkeys(int(s) for s in seeds))
+        self.train_entries = _entries(config, "train")
+        self.compose_entries = _entries(config, "compose")
+        self.train_specs = [self._train_spec(e) for e in self.train_entries]  # validate now
+
+    @property
+    def total(self) -> int:
+        n_eval = len(self.subjects) * len(self.tasks) * len(self.seeds)
+        return len(self.train_entries) + len(self.compose_entries) + n_eval
+
+    def _train_spec(self, entry: dict) -> dict:
+        from ..acquire.lora import LoraRecipe
+
+        kw = {k: v for k, v in entry.items() if k != "name"}
+        kw.setdefault("world", self.world)
+        kw.setdefault("world_args", self.world_args)
+        recipe = _build(LoraRecipe, f"train {entry['name']}", kw)
+        return {"name": str(entry["name"]), "base": self.base.name, "recipe": asdict(recipe)}
+
+    def train(self) -> tuple[list[Job], list[JobResult]]:
+        from ..acquire.lora import LoraRecipe
+
+        jobs, skipped = [], []
+        for spec in self.train_specs:
+            job = Job("train", spec, f"train {spec['name']}")
+            done = _has_recipe(self.lib, spec["name"], self.base.fingerprint,
+                               LoraRecipe(**spec["recipe"]).as_dict())
+            if done:
+                skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
+            else:
+                jobs.append(job)
+        return jobs, skipped
+
+    def compose(self) -> tuple[list[Job], list[JobResult]]:
+        from ..compose.ops import MergeSpec
+
+        jobs, skipped = [], []
+        for entry in self.compose_entries:
+            name = str(entry["name"])
+            kw = {k: v for k, v in entry.items() if k not in ("name", "from")}
+            merge = _build(MergeSpec, f"compose {name}", kw)
+            job = Job("compose", {"name": name, "members": [], "merge": asdict(merge)},
+                      f"compose {name}")
+            try:
+                members = [self._ref(m) for m in entry.get("from") or []]
+            except LibraryError as e:
+                skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                continue
+            job.spec["members"] = members
+            done = _has_recipe(self.lib, name, self.base.fingerprint,
+                               {"method": "merge", **asdict(merge), "members": members})
+            if done:
+                skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
+            else:
+                jobs.append(job)
+        return jobs, skipped
+
+    def _ref(self, name: str) -> str:
+        row = self.lib.resolve(name)
+        return f"{row.name}@{row.version}"
+
+    def eval(self) -> tuple[list[Job], list[JobResult]]:
+        have = {(r["subject"], r["world"], r["task"], canonical_json(r["spec"]))
+                for r in self.lib.results()}
+        jobs, skipped = [], []
+        for subject in self.subjects:
+            for task in self.tasks:
+                for seed in self.seeds:
+                    label = f"eval {subject} {task} seed {seed}"
+                    try:
+                        ref = f"base:{self.base.name}" if subject == "base" else self._ref(subject)
+                    except LibraryError as e:
+                        job = Job("eval", {"subject": subject, "task": task, "seed": seed}, label)
+                        skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                        continue
+                    spec = eval_spec(self.base, self.n, seed, self.world_args)
+                    job = Job("eval", {"subject": ref, "base": self.base.name, "world": self.world,
+                                       "world_args": self.world_args, "task": task, "n": self.n,
+                                       "seed": seed}, label)
+                    if (ref, self.world, task, canonical_json(spec)) in have:
+                        skipped.append(JobResult(job, "skipped", {"subject": ref, "task": task},
+                                                 attempts=0))
+                    else:
+                        jobs.append(job)
+        return jobs, skipped
+
+
+def run_sweep(lib: Library, config: dict[str, Any], executor: Executor,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a sweep; ``progress(done, total)`` after every job.
+
+    Returns a summary: counts, wall time, jobs per second of the jobs that ran, and one
+    entry per job (status ``done``, ``skipped`` or ``failed`` with its error)."""
+    plan = Plan(lib, config)
+    total, count = plan.total, 0
+    report: list[JobResult] = []
+    t0 = time.perf_counter()
+
+    def tick(_: JobResult | None = None) -> None:
+        nonlocal count
+        count += 1
+        if progress is not None:
+            progress(count, total)
+
+    for stage in (plan.train, plan.compose, plan.eval):
+        jobs, settled = stage()  # planned only now: it sees what earlier stages stored
+        for r in settled:
+            tick(r)
+        report += settled + executor.run(lib.home, jobs, on_result=tick)
+    seconds = time.perf_counter() - t0
+    status = [r.status for r in report]
+    ran = status.count("done") + sum(1 for r in report if r.status == "failed" and r.attempts)
+    return {"executor": executor.name, "workers": executor.workers, "jobs": len(report),
+            "done": status.count("done"), "skipped": status.count("skipped"),
+            "failed": status.count("failed"), "seconds": round(seconds, 3),
+            "jobs_per_second": round(ran / seconds, 3) if ran and seconds > 0 else None,
+            "results": [r.as_dict() for r in report]}
+
+
+def eval_matrix_on(executor: Executor, lib: Library, base, refs: list[str], world: str,
+                   tasks: list[str], n: int, seed: int, world_args: dict | None = None,
+                   include_base: bool = True, progress: Callable[[int, int], None] | None = None,
+                   ) -> dict[str, dict[str, dict]]:
+    """``evaluate.suites.eval_matrix`` as one job per subject × task on ``executor``:
+    the same ``{subject: {task: metrics}}`` and the same result rows in the library."""
+    subjects = ([f"base:{base.name}"] if include_base else []) + list(refs)
+    jobs = [Job("eval", {"subject": s, "base": base.name, "world": world,
+                         "world_args": world_args or {}, "task": t, "n": n, "seed": seed},
+                f"eval {s} {t}") for s in subjects for t in tasks]
+    count = iter(range(1, len(jobs) + 1))
+
+    def tick(_: JobResult) -> None:
+        if progress is not None:
+            progress(next(count), len(jobs))
+
+    done = executor.run(lib.home, jobs, on_result=tick)
+    failed = [r for r in done if r.status == "failed"]
+    if failed:
+        raise SkillError(f"{len(failed)} of {len(jobs)} evaluation jobs failed; first: "
+                         f"{failed[0].job.label}: {failed[0].error}")
+    rows = {r["id"]: r["metrics"] for r in lib.results()}
+    out: dict[str, dict[str, dict]] = {s: {} for s in subjects}
+    for r in done:
+        out[r.job.spec["subject"]][r.job.spec["task"]] = rows[r.result["result_id"]]
+    return out
