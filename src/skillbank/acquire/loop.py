@@ -78,12 +78,17 @@ def _load(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Ad
 
 def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler: Sampler,
           tokenizer, cfg: LoopConfig, checkpoint: Path | None = None,
-          progress=None, log_every: int = 10, make_batch=training_batch) -> dict:
+          progress=None, log_every: int = 10, make_batch=training_batch,
+          on_step=None, extra_loss=None) -> dict:
     """Train ``params`` of ``model`` on the sampler's batches; returns the loss curve.
 
     ``progress`` is a callable ``(step, loss)`` (the CLI passes a rich progress bar).
     ``make_batch(tokenizer, examples)`` turns a sampler batch into the model's keyword
     arguments (default: answer-only ``training_batch``; classifiers pass their own).
+    ``on_step(step, opt)`` runs after each optimizer step (``step`` counts steps done): a
+    curriculum re-weights its sampler there, LESS snapshots parameters and AdamW moments.
+    ``extra_loss()``, if given, returns a scalar added to the model's loss every step (a
+    regulariser: EWC's penalty, O-LoRA's orthogonality); the logged loss is that sum.
     Tokens per second count every non-pad token that went through the model.
     """
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -97,6 +102,8 @@ def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(**batch).loss
+        if extra_loss is not None:
+            loss = loss + extra_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -109,6 +116,8 @@ def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler
             running = []
         if progress is not None:
             progress(step + 1, loss.item())
+        if on_step is not None:
+            on_step(step + 1, opt)
         if (checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0
                 and step + 1 < cfg.steps):
             _save(checkpoint, params, opt, step + 1, curve, running)
