@@ -56,13 +56,20 @@ def lora_config(recipe: LoraRecipe) -> dict:
 
 
 def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path | None = None,
-               progress=None) -> Skill:
+               progress=None, init: dict[str, torch.Tensor] | None = None) -> Skill:
     """Train the skill; if ``checkpoint_root`` is given, checkpoints go there and a run
-    interrupted earlier resumes from its last one (removed once training completes)."""
+    interrupted earlier resumes from its last one (removed once training completes).
+
+    ``init`` (optional): start A and B from an existing LoRA skill's tensors (same rank and
+    target modules, keys as :func:`lora_tensors` writes them) instead of PEFT's A random,
+    B = 0, i.e. fine-tune from that skill (``transfer.rank.verify``). The skill's recipe
+    then records ``init`` (the sha256 of those tensors) beside the LoraRecipe fields."""
     from peft import LoraConfig, get_peft_model
 
     world = get_world(recipe.world, **recipe.world_args)
-    pool = world.examples(recipe.task, recipe.pool, seed=recipe.seed, split="train")
+    # a comma-separated task is a mixture: ``pool`` examples of each, sampled uniformly
+    pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train")
+             for t in recipe.task.split(",")}
     model = base.load_model()
     tokenizer = base.load_tokenizer()
     torch.manual_seed(recipe.seed)
@@ -71,15 +78,43 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
         r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
         lora_dropout=0.0, bias="none"))
     params = {k: p for k, p in peft_model.named_parameters() if p.requires_grad}
-    ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
-    log = train(peft_model, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
+    run_recipe, key = recipe.as_dict(), recipe.key(base)
+    if init is not None:
+        run_recipe["init"] = load_lora_init(params, init)
+        key = f"{key}-{run_recipe['init'][:12]}"
+    ckpt = checkpoint_root / key if checkpoint_root is not None else None
+    log = train(peft_model, params, Sampler(pools, recipe.batch_size, recipe.seed),
                 tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
                 progress=progress)
     tensors = lora_tensors(peft_model)
     if ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-                 recipe=recipe.as_dict(), metrics={"train": train_metrics(log)})
+                 recipe=run_recipe, metrics={"train": train_metrics(log)})
+
+
+@torch.no_grad()
+def load_lora_init(params: dict[str, torch.nn.Parameter], init: dict[str, torch.Tensor]) -> str:
+    """Copy a LoRA skill's A/B tensors into a fresh PEFT model's trainable ``params``; returns
+    the sha256 of ``init``. SkillError unless keys and shapes match exactly."""
+    from ..skill import SkillError
+
+    by_key = {k.removeprefix("base_model.model.").replace(".default.", "."): p for k, p in params.items()}
+    if set(by_key) != set(init):
+        extra, missing = sorted(set(init) - set(by_key)), sorted(set(by_key) - set(init))
+        raise SkillError(f"initial LoRA tensors do not match this recipe's adapter (rank/target "
+                         f"modules): {len(extra)} unexpected, {len(missing)} missing"
+                         + (f", e.g. {(extra or missing)[0]}" if extra or missing else ""))
+    h = hashlib.sha256()
+    for k in sorted(init):
+        t = init[k]
+        if tuple(t.shape) != tuple(by_key[k].shape):
+            raise SkillError(f"initial LoRA tensor {k} has shape {tuple(t.shape)}, "
+                             f"the adapter has {tuple(by_key[k].shape)} (different rank?)")
+        by_key[k].copy_(t.to(by_key[k].dtype))
+        h.update(k.encode())
+        h.update(t.detach().contiguous().to(torch.float32).reshape(-1).numpy().tobytes())
+    return h.hexdigest()
 
 
 def lora_tensors(peft_model) -> dict:
