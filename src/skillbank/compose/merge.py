@@ -162,3 +162,39 @@ def sign_conflicts(taus: Tensors) -> float:
         return 0.0
     pos, neg = (stack > 0).any(0), (stack < 0).any(0)
     return float((pos & neg & both).sum() / both.sum())
+
+
+def graft_union(values: Tensors, masks: Tensors, weights: Sequence[float] | None = None,
+                on_overlap: str = "mean") -> tuple[torch.Tensor, int]:
+    """Union of sparse grafts (Panigrahi et al. 2023, PAPERS.md §5 "sparse skills compose").
+
+    Graft i adds w_i·τ_i on its support ``masks[i]`` and nothing elsewhere. Where exactly
+    one graft holds an entry the union takes that graft's value, so the union of disjoint
+    grafts is exact: every member's entries are reproduced bit for bit. Where several
+    grafts hold the same entry (they localized the skill in the same weight) the union
+    takes, by ``on_overlap``:
+
+    - ``mean``: the mean of the w_i·τ_i of the grafts holding it (the default; one skill's
+      value does not double when two grafts agree),
+    - ``sum``: their sum (task arithmetic restricted to the supports),
+    - ``refuse``: raise ``ValueError`` (use when only exact unions are acceptable).
+
+    Returns (merged ΔW, number of overlapping entries, i.e. held by ≥ 2 grafts). The paper
+    composes grafts of one multi-task model; here members come from separately trained
+    skills, so the overlap rule is ours.
+    """
+    if on_overlap not in ("mean", "sum", "refuse"):
+        raise ValueError(f"on_overlap must be mean, sum or refuse, not {on_overlap!r}")
+    if len(values) != len(masks):
+        raise ValueError(f"{len(values)} value tensors but {len(masks)} masks")
+    w = _w(weights, len(values))
+    m = torch.stack([mk.bool() for mk in masks]).float()
+    stack = torch.stack([v.float() for v in values]) * _bcast(w, m) * m
+    count = m.sum(0)
+    overlapping = int((count >= 2).sum())
+    if overlapping and on_overlap == "refuse":
+        raise ValueError(f"grafts overlap on {overlapping} entries (on_overlap='refuse')")
+    total = stack.sum(0)
+    if on_overlap == "mean":
+        total = total / count.clamp(min=1.0)
+    return total, overlapping

@@ -3,11 +3,15 @@
 The maths lives in ``merge.py``; this module lines up the members' parameters, chooses
 the output form and records what was lost. Output is a ``delta`` skill (exact ΔW), or,
 with ``rank``, a LoRA re-factored by truncated SVD whose relative Frobenius error
-‖ΔW − B'A'‖/‖ΔW‖ per matrix is written to the manifest. ``cat`` stays an exact LoRA.
+‖ΔW − B'A'‖/‖ΔW‖ per matrix is written to the manifest. ``cat`` stays an exact LoRA. ``graft_union``
+merges ``sparse`` skills into a ``sparse`` skill: exact where the grafts are disjoint; the
+overlapping entries (and the rule used on them, ``MergeSpec.on_overlap``) are counted in
+the manifest.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +22,7 @@ from ..skill import Skill, SkillError, lora_modules, lora_scale
 from . import merge
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune",
-           "cat", "layer_swap")
+           "cat", "layer_swap", "graft_union")
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
 
 
@@ -32,6 +36,7 @@ class MergeSpec:
     sign_method: str = "total"
     convention: str = "peft"
     swap: list[int] | None = None  # layer_swap: member index for each layer
+    on_overlap: str = "mean"  # graft_union: mean | sum | refuse where grafts share an entry
 
     def check(self, n: int) -> None:
         if self.method not in METHODS:
@@ -40,6 +45,10 @@ class MergeSpec:
             raise SkillError(f"{n} skills but {len(self.weights)} weights")
         if not 0.0 < self.density <= 1.0:
             raise SkillError(f"density must be in (0, 1], got {self.density}")
+        if self.on_overlap not in ("mean", "sum", "refuse"):
+            raise SkillError(f"on_overlap must be mean, sum or refuse, not {self.on_overlap!r}")
+        if self.method == "graft_union" and self.rank is not None:
+            raise SkillError("graft_union keeps the grafts sparse: it takes no rank")
         if self.rank is not None and self.rank < 1:
             raise SkillError(f"rank must be ≥ 1, got {self.rank}")
 
@@ -110,12 +119,57 @@ def _cat(skills: Sequence[Skill], spec: MergeSpec) -> tuple[dict, dict]:
     return tensors, config
 
 
+def _graft_union(skills: Sequence[Skill], spec: MergeSpec) -> tuple[dict, dict, dict]:
+    """Tensors and config of the union of sparse skills, and the overlap counts."""
+    if any(s.kind != "sparse" for s in skills):
+        raise SkillError("graft_union merges sparse skills only (make them with `skillbank "
+                         "localize`): " + ", ".join(f"{s.ref} is {s.kind}" for s in skills))
+    shapes: dict[str, list[int]] = {}
+    for s in skills:
+        for p, shape in s.config.get("shapes", {}).items():
+            if shapes.setdefault(p, list(shape)) != list(shape):
+                raise SkillError(f"graft_union: {p} has shape {shape} in {s.ref}, "
+                                 f"{shapes[p]} elsewhere")
+    tensors, per, total = {}, {}, 0
+    for p in sorted(shapes):
+        n = math.prod(shapes[p])
+        values, masks = [], []
+        for s in skills:
+            v, m = torch.zeros(n), torch.zeros(n, dtype=torch.bool)
+            if f"{p}.indices" in s.tensors:
+                idx = s.tensors[f"{p}.indices"].long()
+                v[idx], m[idx] = s.tensors[f"{p}.values"].float(), True
+            values.append(v)
+            masks.append(m)
+        try:
+            merged, per[p] = merge.graft_union(values, masks, spec.weights, spec.on_overlap)
+        except ValueError as e:
+            raise SkillError(f"graft_union on {p}: {e}") from None
+        keep = torch.stack(masks).any(0)
+        idx = torch.nonzero(keep).reshape(-1).to(torch.int64)
+        total += idx.numel()
+        if idx.numel():
+            tensors[f"{p}.indices"], tensors[f"{p}.values"] = idx, merged[idx].clone()
+    sizes = [sum(t.numel() for k, t in s.tensors.items() if k.endswith(".indices"))
+             for s in skills]
+    stats = {"on_overlap": spec.on_overlap, "entries": total, "member_entries": sizes,
+             "overlapping_entries": sum(per.values()),
+             "overlapping_per_param": {p: c for p, c in per.items() if c}}
+    return tensors, {"shapes": {p: shapes[p] for p in sorted(shapes)}}, stats
+
+
 def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
     """Merge ``skills`` into a new (unsaved) skill whose lineage names every member."""
     check_members(skills)
     spec.check(len(skills))
     errors: dict[str, float] = {}
-    if spec.method == "cat":
+    extra: dict = {}
+    if spec.method == "graft_union":
+        tensors, config, extra["graft_union"] = _graft_union(skills, spec)
+        kind, errors = "sparse", {"max": 0.0, "mean": 0.0}
+        if spec.on_overlap != "refuse" and extra["graft_union"]["overlapping_entries"]:
+            errors["note"] = "exact except on the overlapping entries (graft_union counts)"
+    elif spec.method == "cat":
         tensors, config = _cat(skills, spec)
         kind, errors = "lora", {"max": 0.0, "mean": 0.0}
     else:
@@ -138,7 +192,7 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
     recipe = {"method": "merge", **asdict(spec), "members": [s.ref for s in skills]}
     return Skill(name=name, kind=kind, base=skills[0].base, tensors=tensors, config=config,
                  recipe=recipe, lineage=[s.ref for s in skills],
-                 metrics={"merge_error": errors, "diagnostics": diagnostics(skills)})
+                 metrics={"merge_error": errors, "diagnostics": diagnostics(skills), **extra})
 
 
 def diagnostics(skills: Sequence[Skill]) -> dict:

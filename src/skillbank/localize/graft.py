@@ -196,3 +196,47 @@ def relative_gain(p_graft: float, p_base: float, p_skill: float) -> float | None
     if p_skill == p_base:
         return None
     return (p_graft - p_base) / (p_skill - p_base)
+
+
+def transfer_matrix(logprob: Mapping[str, Mapping[str, float]], subjects: Sequence[str],
+                    tasks: Sequence[str], base: str) -> list[list[float | None]]:
+    """T[i][j] = relative_gain(lp_i(t_j), lp_base(t_j), lp_j(t_j)): the share of skill j's
+    own gain in mean target log-prob on its task t_j that skill i's full ΔW brings.
+
+    ``logprob[subject][task]`` is a mean target log-prob on held-out inputs; subject i is
+    the skill trained on ``tasks[i]``. The diagonal is 1 by construction (None where skill
+    j does not move its own task's log-prob at all).
+    """
+    return [[relative_gain(logprob[si][tj], logprob[base][tj], logprob[sj][tj])
+             for sj, tj in zip(subjects, tasks, strict=True)] for si in subjects]
+
+
+def off_diagonal(a: Sequence[Sequence[float | None]], b: Sequence[Sequence[float | None]]
+                 ) -> tuple[list[float], list[float]]:
+    """The (a[i][j], b[i][j]) pairs for every ordered i ≠ j where both are defined."""
+    xs, ys = [], []
+    for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+        for j, (x, y) in enumerate(zip(ra, rb, strict=True)):
+            if i != j and x is not None and y is not None:
+                xs.append(float(x))
+                ys.append(float(y))
+    return xs, ys
+
+
+def overlap_transfer_correlation(overlap_m: Sequence[Sequence[float | None]],
+                                 transfer_m: Sequence[Sequence[float | None]]) -> dict:
+    """Spearman's ρ (scipy, average ranks for ties) between overlap and transfer over the
+    ordered off-diagonal pairs; the paper's claim is that overlap tracks task similarity.
+
+    The p-value is scipy's (t-distribution, pairs taken as independent); the ordered pairs
+    (i, j) and (j, i) share a graft pair, so it is optimistic. ρ and p are None with fewer
+    than 3 pairs or when either side is constant (ρ undefined).
+    """
+    from scipy.stats import spearmanr
+
+    xs, ys = off_diagonal(overlap_m, transfer_m)
+    out: dict = {"n_pairs": len(xs), "spearman": None, "p_value": None}
+    if len(xs) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
+        res = spearmanr(xs, ys)
+        out["spearman"], out["p_value"] = float(res.statistic), float(res.pvalue)
+    return out

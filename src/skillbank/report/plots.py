@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["curves", "heatmap"]
+__all__ = ["curves", "heatmap", "sparsity_curves"]
 
 _DPI = 100
 
@@ -100,6 +100,35 @@ def curves(series: Mapping[str, Sequence[tuple[int, float]]], path: str | Path, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def sparsity_curves(series: Mapping[str, Sequence[tuple[float, float | None]]], path: str | Path,
+                    title: str, xlabel: str = "sparsity (fraction of eligible parameters)",
+                    ylabel: str = "relative gain", target: float | None = None) -> Path:
+    """Like :func:`curves` with a log x-axis (sparsity 1e-4 … 1e-1) and an optional dashed
+    horizontal ``target`` line; points whose y is None are skipped. Returns ``path``."""
+    fig = _new_figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    drawn = 0
+    for name, points in series.items():
+        pts = sorted((float(x), float(y)) for x, y in points if y is not None and x > 0)
+        if not pts:
+            continue
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, label=str(name), marker="o")
+        drawn += 1
+    ax.set_xscale("log")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, which="both")
     if drawn:
         ax.legend(fontsize=8)
     else:
