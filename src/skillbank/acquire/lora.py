@@ -99,7 +99,8 @@ def load_lora_init(params: dict[str, torch.nn.Parameter], init: dict[str, torch.
     the sha256 of ``init``. SkillError unless keys and shapes match exactly."""
     from ..skill import SkillError
 
-    by_key = {k.removeprefix("base_model.model.").replace(".default.", "."): p for k, p in params.items()}
+    by_key = {k.removeprefix("base_model.model.").replace(".default.", "."): p
+              for k, p in params.items()}
     if set(by_key) != set(init):
         extra, missing = sorted(set(init) - set(by_key)), sorted(set(by_key) - set(init))
         raise SkillError(f"initial LoRA tensors do not match this recipe's adapter (rank/target "

@@ -1,0 +1,88 @@
+"""Transfer: rank library skills as starting points for a target task (and verify the ranking)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..skill import SkillError
+from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
+
+
+@app.command("transfer")
+def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot+shift.")],
+                 candidates: Annotated[str, typer.Option(help="Comma-separated candidate skills (NAME or NAME@VERSION).")],
+                 world: Annotated[str, typer.Option(help="World of the target task.")] = "strings",
+                 data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+                 estimator: Annotated[str, typer.Option(
+                     help="Ranking estimator: logme, tmi, leep or hscore (all are computed).")] = "logme",
+                 n: Annotated[int, typer.Option(min=2, help="Target training inputs to score on.")] = 256,
+                 positions: Annotated[str, typer.Option(
+                     help="answer: every answer position; first: the first answer token only.")] = "answer",
+                 verify: Annotated[bool, typer.Option(
+                     "--verify", help="Fine-tune from each candidate (and from scratch) and "
+                                      "report Kendall's τ, weighted τ, top-1 hit.")] = False,
+                 steps: Annotated[int, typer.Option(min=1, help="--verify: training steps per run.")] = 150,
+                 n_eval: Annotated[int, typer.Option(min=1, help="--verify: held-out examples.")] = 200,
+                 seed: int = 0, as_json: JsonOpt = False) -> None:
+    """Score each candidate skill's features on TASK's inputs (LogME, TMI, LEEP, H-score) and rank them."""
+    from ..transfer.estimators import ESTIMATORS
+    from ..transfer.rank import POSITIONS, compare, score_candidates
+    from ..transfer.rank import verify as run_verify
+    from ..worlds import get_world
+
+    if estimator not in ESTIMATORS:
+        raise SkillError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    if positions not in POSITIONS:
+        raise SkillError(f"unknown positions {positions!r}; choose from {', '.join(POSITIONS)}")
+    world_args = {"path": str(data.resolve())} if data is not None else {}
+    get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
+    library = lib()
+    skills = [library.get(r) for r in csv_list(candidates)]
+    base = library.base_of(skills[0])
+    if base.kind != "causal":
+        raise SkillError(f"transfer ranks generation skills; base {base.name} is {base.kind}")
+    ui = Ui(as_json)
+    with ui.bar("score candidates", len(skills) + 1) as step:
+        scored = score_candidates(base, skills, world, task, n=n, seed=seed, positions=positions,
+                                  world_args=world_args, progress=step)
+    result = {**scored, "task": task, "world": world, "base": base.name, "estimator": estimator,
+              "rankings": scored["ranking"], "ranking": scored["ranking"][estimator]}
+    if verify:
+        runs = len(skills) + 1
+        with ui.bar("verify (fine-tune from each)", runs * steps) as step:
+            order = {s.ref: i for i, s in enumerate(skills)} | {"scratch": len(skills)}
+            verified = run_verify(base, skills, world, task, steps, n_eval=n_eval, seed=seed,
+                                  world_args=world_args,
+                                  progress=lambda subj, st, loss: step(order[subj] * steps + st, loss))
+        result["verified"] = verified
+        result["agreement"] = compare(scored, verified)
+        vsec = sum(v["train_seconds"] + v["eval_seconds"] for k, v in verified.items() if k != "scratch")
+        result["seconds"]["verify_candidates"] = round(vsec, 3)
+        result["seconds"]["score_over_verify"] = round(scored["seconds"]["total"] / vsec, 4) if vsec else None
+    library.add_result(f"transfer:{task}", world, task, result,
+                       {"candidates": [s.ref for s in skills], "seed": seed, "n": n})
+    if as_json:
+        return emit(result)
+    est = list(result["rankings"])
+    rows = []
+    for rank, ref in enumerate(result["ranking"], 1):
+        row = [rank, ref, *[scored["scores"][ref][e] for e in est]]
+        if verify:
+            row += [result["verified"][ref]["exact_match"]]
+        rows.append(row)
+    rows.append(["-", "base (reference)", *[scored["scores"]["base"][e] for e in est]]
+                + ([result["verified"]["scratch"]["exact_match"]] if verify else []))
+    table(f"candidates for {task} ranked by {estimator} ({scored['rows']} answer rows, "
+          f"{scored['seconds']['total']:.1f} s)", ["rank", "skill", *est]
+          + (["exact match after fine-tune"] if verify else []), rows)
+    if verify:
+        table(f"score vs fine-tuned exact match ({steps} steps; scratch "
+              f"{result['verified']['scratch']['exact_match']:.3f})",
+              ["estimator", "kendall τ", "weighted τ", "top-1 hit"],
+              [[e, a["kendall_tau"], a["weighted_tau"], "yes" if a["top1"] else "no"]
+               for e, a in result["agreement"].items()])
+        out.print(f"scoring {scored['seconds']['total']:.1f} s vs verifying "
+                  f"{result['seconds']['verify_candidates']:.1f} s")
