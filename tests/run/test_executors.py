@@ -31,7 +31,7 @@ def ray_executor(tmp_path_factory, model_dir):
     """One local Ray cluster (loopback, 2 CPUs) and one actor pool for the whole module;
     its start-up (Ray, then two actors importing torch) is this fixture's setup time."""
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})  # workers import run_helpers
     ex = get_executor("ray")
     home = make_home(tmp_path_factory.mktemp("warm") / "home", model_dir)
