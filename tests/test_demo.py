@@ -16,7 +16,7 @@ from skillbank.cli import app
 from skillbank.library import Library
 
 DEMO = ["demo", "--size", "tiny", "--base-steps", "30", "--steps", "10", "--n", "8",
-        "--tasks", "rot,shift"]
+        "--tasks", "rot,shift", "--graft-steps", "10", "--router-steps", "20"]
 METRIC_KEYS = {"n"} | {f"{m}{s}" for m in ("exact_match", "edit_distance", "token_accuracy",
                                            "mean_logprob") for s in ("", "_stderr")}
 
@@ -60,15 +60,27 @@ def test_demo_writes_summary_and_report(demo):
 
     page = (out / "report.html").read_text(encoding="utf-8")
     srcs = img_srcs(page)
-    assert set(srcs) == {"matrix.png", "training.png", "base_training.png"}
+    assert set(srcs) == {"matrix.png", "training.png", "base_training.png",
+                         "composition_normalised.png", "graft_overlap.png"}
     assert all(png_width(out / s) > 100 for s in srcs)
 
     with Library.open(home) as lib:
         assert [b.fingerprint for b in lib.bases()] == [summary["base"]["fingerprint"]]
-        assert sorted(r.name for r in lib.list()) == ["strings-rot", "strings-shift"]
-        rows = lib.results()
+        names = sorted(r.name for r in lib.list())
+        assert names[:2] == ["strings-rot", "strings-rot-graft-0.01"] and "strings-shift" in names
+        rows = [r for r in lib.results() if r["subject"].startswith(("base:", "strings-"))]
         assert len(rows) == 3 * 2                       # (base + 2 skills) × 2 tasks
         assert all(set(r["metrics"]) == METRIC_KEYS for r in rows)
+
+    # the composition and localization sections: every method on every task, each skill's graft
+    comp, loc = summary["composition"], summary["localization"]
+    assert {"linear", "ties-peft", "cat", "router"} <= set(comp["methods"])
+    assert all(set(m["exact_match"]) == {"rot", "shift"} for m in comp["methods"].values())
+    assert comp["methods"]["cat"]["stored_error"] == 0.0
+    assert set(loc["skills"]) == {"strings-rot", "strings-shift"}
+    assert all(0.009 <= s["fraction"] <= 0.011 for s in loc["skills"].values())
+    assert len(loc["overlap"]["matrix"]) == 2 and loc["overlap"]["matrix"][0][0] == 1.0
+    assert "composition" in result.stdout and "localization" in result.stdout
 
 
 def test_second_demo_reuses_base_and_skills(demo, tmp_path, monkeypatch):

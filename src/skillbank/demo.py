@@ -2,7 +2,9 @@
 
 From an empty home it trains the embedded base (or re-uses it by recipe), acquires six
 strings skills as LoRAs, evaluates the base and every skill on every task (a skill ×
-task matrix on held-out inputs), and writes ``summary.json`` and ``report.html``.
+task matrix on held-out inputs), composes the skills (a learned router beside
+training-free merges; ``summary["composition"]``), localizes each in 1% of the weights
+(``summary["localization"]``), and writes ``summary.json`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class DemoConfig:
     rank: int = 8
     n_eval: int = 200
     seed: int = 0
+    composition: bool = True  # router and training-free merges of the skills (repro composition)
+    localization: bool = True  # a 1% graft of each skill and their overlap (repro graft)
+    graft_steps: int | None = None  # mask-training steps (None: GraftRecipe's default)
+    router_steps: int | None = None  # router training steps (None: repro composition's default)
 
 
 def find_skill(lib: Library, name: str, base_fp: str, recipe: dict):
@@ -109,13 +115,28 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]
         }
     summary["all_targets_met"] = all(s["meets_target"] for s in summary["skills"].values())
     summary["n_eval"] = cfg.n_eval
+    extra = []
+    if cfg.composition:
+        from .repro.composition import composition_section
+
+        summary["composition"], sections = composition_section(
+            lib, base, skills, cfg.tasks, out_dir, ui, n_eval=cfg.n_eval, seed=cfg.seed,
+            **({} if cfg.router_steps is None else {"router_steps": cfg.router_steps}))
+        extra += sections
+    if cfg.localization:
+        from .repro.graft import localization_section
+
+        summary["localization"], sections = localization_section(
+            lib, base, skills, cfg.tasks, out_dir, ui, cfg.seed, n_eval=cfg.n_eval, steps=cfg.graft_steps)
+        extra += sections
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_demo_report(out_dir, summary, skills, base, cfg)
+    write_demo_report(out_dir, summary, skills, base, cfg, extra)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
-def write_demo_report(out_dir: Path, summary: dict, skills, base, cfg: DemoConfig) -> Path:
+def write_demo_report(out_dir: Path, summary: dict, skills, base, cfg: DemoConfig,
+                      extra: list[Section] = ()) -> Path:
     subjects = list(summary["matrix"])
     grid = [[summary["matrix"][s][t] for t in cfg.tasks] for s in subjects]
     heatmap(grid, subjects, cfg.tasks, out_dir / "matrix.png", "exact match: subject × task (held-out)")
@@ -140,5 +161,6 @@ def write_demo_report(out_dir: Path, summary: dict, skills, base, cfg: DemoConfi
              "mean log-prob", "target met"], rows)),
         Section("Skill × task matrix", images=["matrix.png"]),
         Section("Training curves", images=images),
+        *extra,
     ]
     return write_report(out_dir, "skillbank demo", sections)

@@ -148,13 +148,18 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
              size: Annotated[str, typer.Option(help="Base size: tiny, mini, small, large.")] = "mini",
              tasks: Annotated[str, typer.Option(help="Skills to acquire (strings tasks).")] = "rot,shift,dedup,drop,swap,dup",
+             composition: Annotated[bool, typer.Option(help="Compose the skills (router and merges).")] = True,
+             localization: Annotated[bool, typer.Option(help="Graft each skill into 1% of the weights.")] = True,
+             graft_steps: Annotated[int | None, typer.Option(min=1, help="Mask-training steps per graft (default: the graft recipe's).")] = None,
+             router_steps: Annotated[int | None, typer.Option(min=1, help="Router training steps (default: repro composition's).")] = None,
              seed: int = 0, as_json: JsonOpt = False) -> None:
-    """The main job: a base gains skills, each stored, evaluated and reported."""
+    """The main job: a base gains skills, each stored, evaluated, composed, localized and reported."""
     from ..acquire.pretrain import BaseRecipe
     from ..demo import DemoConfig, run_demo
 
     cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
-                     steps=steps, n_eval=n, seed=seed)
+                     steps=steps, n_eval=n, seed=seed, composition=composition, localization=localization,
+                     graft_steps=graft_steps, router_steps=router_steps)
     summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
     if as_json:
         return emit(summary)
@@ -165,5 +170,17 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
     tasks_ = cfg.tasks
     table("skill × task matrix (exact match)", ["subject", *tasks_],
           [[subj, *[row[t] for t in tasks_]] for subj, row in summary["matrix"].items()])
+    if "composition" in summary:
+        methods = summary["composition"]["methods"]
+        table("composition: normalised accuracy (composed / member alone)", ["method", *tasks_],
+              [[m, *["n/a" if r["normalised"][t] is None else r["normalised"][t] for t in tasks_]]
+               for m, r in methods.items()])
+    if "localization" in summary:
+        loc = summary["localization"]
+        table(f"localization: relative gain of a {loc['sparsity']:.0%} graft (target ≥ {loc['target_relative_gain']:.2f})",
+              ["skill", "learned", "top-|Δ|", "random", "ECE skill", "ECE graft"],
+              [[k, *["n/a" if p["relative_gain"][m] is None else p["relative_gain"][m]
+                     for m in ("learned", "top_delta", "random")],
+                p["token_ece"]["skill"], p["token_ece"]["learned"]] for k, p in loc["skills"].items()])
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")

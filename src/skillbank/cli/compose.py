@@ -1,4 +1,4 @@
-"""Compose skills: ΔW-space merges and learned routing."""
+"""Compose skills: ΔW-space merges, learned weights (LoRAHub, ScaLearn) and learned routing."""
 
 from __future__ import annotations
 
@@ -10,42 +10,88 @@ from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
 
+LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++")
+
+
 @app.command("compose")
 def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed skill.")],
                 members: Annotated[str, typer.Option("--from", help="Comma-separated skills NAME[@VERSION].")],
-                method: Annotated[str, typer.Option(help="linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap.")] = "linear",
+                method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++.")] = "linear",
                 weights: Annotated[str | None, typer.Option(help="Comma-separated weight per skill (default 1 each).")] = None,
                 density: Annotated[float, typer.Option(help="Fraction kept by ties/dare/magnitude_prune.")] = 0.2,
                 rank: Annotated[int | None, typer.Option(help="Re-factor to a LoRA of this rank (SVD); default: exact delta.")] = None,
                 convention: Annotated[str, typer.Option(help="TIES convention: peft or mergekit.")] = "peft",
                 sign_method: Annotated[str, typer.Option(help="TIES sign vote: total or frequency.")] = "total",
                 swap: Annotated[str | None, typer.Option(help="layer_swap: member index per layer, e.g. 0,0,1.")] = None,
+                world: Annotated[str | None, typer.Option(help="Learned methods: world of the examples (default: the members' world).")] = None,
+                task: Annotated[str | None, typer.Option(help="lorahub: the new task whose few examples pick the weights.")] = None,
+                tasks: Annotated[str | None, typer.Option(help="scalearn*: target tasks (default: the members' tasks).")] = None,
+                examples: Annotated[int, typer.Option(min=1, help="lorahub: examples of the new task.")] = 5,
+                steps: Annotated[int | None, typer.Option(min=1, help="Learned methods: search steps (lorahub, default 40) or training steps (scalearn*, default 300).")] = None,
+                lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω.")] = 5e-2,
+                pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
                 seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Merge skills in ΔW space into a new skill (diagnostics and merge error are stored)."""
-    from ..compose.measure import normalised_accuracy
-    from ..compose.ops import MergeSpec, merge_skills
+    """Compose skills into a new one: a ΔW-space merge, or weights learned by LoRAHub
+    (few examples of a new task) or ScaLearn (per-layer scaling of each member's output).
+    Every result is stored with its recipe, lineage, diagnostics and merge error."""
+    from ..compose.measure import member_tasks, normalised_accuracy
+    from ..compose.ops import METHODS, MergeSpec, merge_skills
 
+    if method not in METHODS + LEARNED:
+        raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS + LEARNED)}")
     library = lib()
     skills = [library.get(r) for r in csv_list(members)]
-    try:
-        w = [float(x) for x in csv_list(weights)] if weights else None
-        sw = [int(x) for x in csv_list(swap)] if swap else None
-    except ValueError:
-        raise SkillError("--weights are numbers and --swap are integers, comma-separated") from None
-    spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
-                     sign_method=sign_method, convention=convention, swap=sw)
-    merged = merge_skills(new, skills, spec)
     base = library.base_of(skills[0])
+    world = world or skills[0].recipe.get("world", "strings")
+    ui = Ui(as_json)
+    if method == "lorahub":
+        from ..compose.lorahub import lorahub
+
+        if not task:
+            raise SkillError("lorahub needs --task: the new task whose examples pick the weights")
+        total = steps or 40
+        with ui.bar(f"lorahub {new}", total) as step:
+            merged = lorahub(new, base, skills, world, task, examples=examples, steps=total,
+                             seed=seed, progress=step)
+    elif method in LEARNED:
+        from ..compose.scalearn import ScaLearnRecipe, train_scalearn
+
+        task_list = csv_list(tasks) if tasks else member_tasks(skills)
+        if None in task_list:
+            raise SkillError("some members have no task in their recipe: pass --tasks")
+        recipe = ScaLearnRecipe(variant=method, steps=steps or 300, lr=lr, pool=pool, seed=seed)
+        with ui.bar(f"{method} {new}", recipe.steps) as step:
+            merged = train_scalearn(new, base, skills, world, task_list, recipe, progress=step)
+    else:
+        try:
+            w = [float(x) for x in csv_list(weights)] if weights else None
+            sw = [int(x) for x in csv_list(swap)] if swap else None
+        except ValueError:
+            raise SkillError("--weights are numbers and --swap are integers, comma-separated") from None
+        spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
+                         sign_method=sign_method, convention=convention, swap=sw)
+        merged = merge_skills(new, skills, spec)
     if evaluate:
-        world = skills[0].recipe.get("world", "strings")
         merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)
+        if method == "lorahub" and task not in member_tasks(skills):
+            from ..compose.measure import exact_match_by_task
+
+            merged.metrics["composition"]["new_task"] = {
+                task: exact_match_by_task(base, [merged], world, [task], n, seed)[task]}
     merged = library.add(merged)
     if as_json:
         return emit(merged.manifest())
     err_ = merged.metrics["merge_error"]
     out.print(f"stored {merged.ref} ({merged.kind}); merge error max {err_['max']:.4f} mean {err_['mean']:.4f}")
+    if method == "lorahub":
+        hub = merged.metrics["lorahub"]
+        table(f"LoRAHub weights for {task} (objective {hub['objective_at_start']:.4f} at w=0 → {hub['objective']:.4f})",
+              ["member", "weight"], [[s.ref, w] for s, w in zip(skills, merged.recipe["weights"], strict=True)])
+    elif method in LEARNED:
+        table(f"{method}: mean ω per member", ["member", "mean ω"],
+              [[k, v] for k, v in merged.metrics["omega_mean"].items()])
     diag = merged.metrics["diagnostics"]
     if diag["cosine"]:
         table("pairwise cosine of ΔW", ["pair", "cosine"], [[k, v] for k, v in diag["cosine"].items()])
@@ -54,6 +100,8 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         comp = merged.metrics["composition"]
         table("normalised accuracy (composed / member alone)", ["task", "composed", "alone", "normalised"],
               [[t, comp["composed"][t], comp["alone"][t], comp["normalised"][t]] for t in comp["alone"]])
+        for t, em in comp.get("new_task", {}).items():
+            out.print(f"exact match on the new task {t}: {em:.3f}")
 
 
 @app.command("route")
