@@ -67,7 +67,8 @@ def test_demo_writes_summary_and_report(demo):
     with Library.open(home) as lib:
         assert [b.fingerprint for b in lib.bases()] == [summary["base"]["fingerprint"]]
         names = sorted(r.name for r in lib.list())
-        assert names[:2] == ["strings-rot", "strings-rot-graft-0.01"] and "strings-shift" in names
+        assert names == ["composition-router", "strings-rot", "strings-rot-graft-0.01",
+                         "strings-shift", "strings-shift-graft-0.01"]
         rows = [r for r in lib.results() if r["subject"].startswith(("base:", "strings-"))]
         assert len(rows) == 3 * 2                       # (base + 2 skills) × 2 tasks
         assert all(set(r["metrics"]) == METRIC_KEYS for r in rows)
@@ -92,6 +93,8 @@ def test_second_demo_reuses_base_and_skills(demo, tmp_path, monkeypatch):
 
     monkeypatch.setattr("skillbank.acquire.pretrain.train_base_dir", no_training)
     monkeypatch.setattr("skillbank.demo.train_lora", no_training)
+    monkeypatch.setattr("skillbank.repro.composition.train_router", no_training)
+    monkeypatch.setattr("skillbank.repro.graft.localize", no_training)
     result = cli(home, *DEMO, "--out", tmp_path / "again")
     second = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert "re-used (same recipe)" in result.stdout and "(0 trained now)" in result.stdout
@@ -99,9 +102,13 @@ def test_second_demo_reuses_base_and_skills(demo, tmp_path, monkeypatch):
     assert second["base"] == first["base"]
     assert second["skills"] == first["skills"]          # same skills, same held-out numbers
     assert second["matrix"] == first["matrix"]
+    assert second["composition"] == first["composition"] | {"methods": {
+        m: r | {"seconds": second["composition"]["methods"][m]["seconds"]}
+        for m, r in first["composition"]["methods"].items()}}         # router re-used, same figures
     with Library.open(home) as lib:
         assert len(lib.bases()) == 1
         assert [r.version for r in lib.versions("strings-rot")] == [1]
+        assert [r.version for r in lib.versions("composition-router")] == [1]
 
 
 @pytest.fixture

@@ -119,6 +119,13 @@ class RoutedModel(nn.Module):
             self._alpha = None
 
 
+def router_recipe(world_name: str, tasks: Sequence[str], steps: int = 200, lr: float = 1e-2,
+                  batch_size: int = 64, seed: int = 0, width: int = 256, pool: int = 2000) -> dict:
+    """The recipe a router skill records (and by which a stored router is found again)."""
+    return {"method": "route", "world": world_name, "tasks": list(tasks), "steps": steps,
+            "lr": lr, "batch_size": batch_size, "seed": seed, "width": width, "pool": pool}
+
+
 def train_router(name: str, base: Base, members: Sequence[Skill], world_name: str,
                  tasks: Sequence[str], steps: int = 200, lr: float = 1e-2, batch_size: int = 64,
                  seed: int = 0, width: int = 256, pool: int = 2000, progress=None) -> Skill:
@@ -145,8 +152,7 @@ def train_router(name: str, base: Base, members: Sequence[Skill], world_name: st
         name=name, kind="router", base=base.fingerprint, tensors=tensors,
         config={"members": refs, "width": width, "hidden": model.config.hidden_size,
                 "context": "last hidden state, mean over prompt tokens"},
-        recipe={"method": "route", "world": world_name, "tasks": list(tasks), "steps": steps,
-                "lr": lr, "batch_size": batch_size, "seed": seed, "width": width, "pool": pool},
+        recipe=router_recipe(world_name, tasks, steps, lr, batch_size, seed, width, pool),
         lineage=refs,
         metrics={"train": {"curve": log["curve"], "seconds": round(log["seconds"], 2)},
                  "mean_alpha": mean_alpha},

@@ -40,9 +40,9 @@ from ..base import Base
 from ..compose.lorahub import lorahub
 from ..compose.measure import normalised
 from ..compose.ops import MergeSpec, aligned_deltas, merge_skills
-from ..compose.route import load_routed, train_router
+from ..compose.route import load_routed, router_recipe, train_router
 from ..compose.scalearn import VARIANTS, ScaLearnRecipe, train_scalearn
-from ..demo import DemoConfig, ensure_demo_skills
+from ..demo import DemoConfig, ensure_demo_skills, find_skill
 from ..evaluate.suites import evaluate_model
 from ..report.html import Section
 from ..report.plots import heatmap
@@ -57,6 +57,7 @@ PAPER = (
 CLAIM = "a routed composition of 6 skills keeps ≥ 95% normalised accuracy on every member task"
 TARGET = 0.95
 WORLD = "strings"
+ROUTER_NAME = "composition-router"  # stored, and re-used by recipe by the demo and the repro
 
 
 @dataclass
@@ -221,19 +222,22 @@ def compare(
         }
     if "router" in methods:
         t0 = time.perf_counter()
-        with ui.bar("router", scale.router_steps) as step:
-            r = train_router(
-                "repro-router",
-                base,
-                skills,
-                WORLD,
-                tasks,
-                steps=scale.router_steps,
-                lr=scale.router_lr,
-                batch_size=scale.router_batch,
-                seed=seed,
-                progress=step,
-            )
+        recipe = router_recipe(WORLD, tasks, scale.router_steps, scale.router_lr, scale.router_batch, seed)
+        r = find_skill(lib, ROUTER_NAME, base.fingerprint, recipe)
+        if r is None or r.config["members"] != [s.ref for s in skills]:
+            with ui.bar("router", scale.router_steps) as step:
+                r = lib.add(train_router(
+                    ROUTER_NAME,
+                    base,
+                    skills,
+                    WORLD,
+                    tasks,
+                    steps=scale.router_steps,
+                    lr=scale.router_lr,
+                    batch_size=scale.router_batch,
+                    seed=seed,
+                    progress=step,
+                ))
         em = _exact_match(load_routed(base, r, skills), base, tasks, n, seed)
         out["router"] = {
             "exact_match": em,
@@ -241,6 +245,8 @@ def compare(
             "merge_error": None,
             "stored_error": 0.0,
             "seconds": round(time.perf_counter() - t0, 2),
+            "train_seconds": r.metrics["train"]["seconds"],
+            "ref": r.ref,
             "mean_alpha": r.metrics["mean_alpha"],
             "train": {
                 "steps": scale.router_steps,
