@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
 from skillbank.acquire.continual import (
     ContinualConfig,
@@ -18,14 +17,11 @@ from skillbank.acquire.continual import (
     online_fisher,
     run_continual,
 )
-from skillbank.acquire.data import char_tokenizer
 from skillbank.acquire.loop import LoopConfig, train
 from skillbank.acquire.lora import train_lora
-from skillbank.acquire.pretrain import tiny_config
 from skillbank.cli.core import Ui
-from skillbank.library import Library
 from skillbank.skill import SkillError
-from skillbank.worlds import get_world
+from tinyskills import tiny_strings_library
 
 
 def test_ewc_penalty_by_hand():
@@ -115,13 +111,8 @@ def test_loop_extra_loss_hook_is_added():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("continual")
-    tok = char_tokenizer(get_world("strings").charset())
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    lib = Library.open(root / "home")
-    return lib, lib.add_base("tiny", root / "model", kind="causal")
+    lib, base, _ = tiny_strings_library(tmp_path_factory.mktemp("continual"))
+    return lib, base
 
 
 def _cfg(strategy, **kw):

@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
-from skillbank.acquire.data import char_tokenizer, training_batch
-from skillbank.acquire.pretrain import tiny_config
+from skillbank.acquire.data import training_batch
 from skillbank.compose.lorahub import lorahub, objective, search
-from skillbank.library import Library
-from skillbank.skill import Skill, SkillError
+from skillbank.skill import SkillError
 from skillbank.worlds import get_world
+from tinyskills import random_lora, tiny_strings_library
 
 
 def test_objective_by_hand():
@@ -39,28 +37,8 @@ def test_search_respects_bounds():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lorahub")
-    tok = char_tokenizer(get_world("strings").charset())
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    lib = Library.open(root / "home")
-    base = lib.add_base("tiny", root / "model", kind="causal")
-    members = []
-    for i in range(2):
-        g = torch.Generator().manual_seed(i)
-        tensors = {}
-        for layer in range(2):
-            for mod in ("q_proj", "v_proj"):
-                key = f"model.layers.{layer}.self_attn.{mod}"
-                tensors[f"{key}.lora_A.weight"] = torch.randn(2, 32, generator=g)
-                tensors[f"{key}.lora_B.weight"] = torch.randn(32, 2, generator=g)
-        members.append(
-            lib.add(
-                Skill(f"m{i}", "lora", base.fingerprint, tensors, config={"r": 2, "lora_alpha": 4})
-            )
-        )
-    return lib, base, members, tok
+    lib, base, tok = tiny_strings_library(tmp_path_factory.mktemp("lorahub"))
+    return lib, base, [random_lora(lib, base, f"m{i}", seed=i) for i in range(2)], tok
 
 
 def test_lorahub_skill_objective_by_hand(setup):

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
-from skillbank.acquire.data import char_tokenizer, training_batch
+from skillbank.acquire.data import training_batch
 from skillbank.acquire.lora import LoraRecipe, train_lora
-from skillbank.acquire.pretrain import tiny_config
 from skillbank.compose.ops import MergeSpec, merge_skills
 from skillbank.compose.route import (
     RoutedModel,
@@ -17,22 +15,16 @@ from skillbank.compose.route import (
     train_router,
 )
 from skillbank.evaluate.suites import eval_matrix
-from skillbank.library import Library
 from skillbank.skill import SkillError
 from skillbank.worlds import get_world
+from tinyskills import tiny_strings_library
 
 TASKS = ["rot", "shift"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("route")
-    tok = char_tokenizer(get_world("strings").charset())
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    lib = Library.open(root / "home")
-    base = lib.add_base("tiny", root / "model", kind="causal")
+    lib, base, tok = tiny_strings_library(tmp_path_factory.mktemp("route"))
     members = [lib.add(train_lora(f"s-{t}", base, LoraRecipe("strings", t, rank=4, alpha=8,
                                                                 steps=8, batch_size=8, pool=64)))
                for t in TASKS]

@@ -2,10 +2,8 @@
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
-from skillbank.acquire.data import char_tokenizer, training_batch
-from skillbank.acquire.pretrain import tiny_config
+from skillbank.acquire.data import training_batch
 from skillbank.compose.scalearn import (
     VARIANTS,
     ScaLearnModel,
@@ -14,9 +12,9 @@ from skillbank.compose.scalearn import (
     scaled_delta,
     train_scalearn,
 )
-from skillbank.library import Library
 from skillbank.skill import Skill, SkillError
 from skillbank.worlds import get_world
+from tinyskills import random_lora, tiny_strings_library
 
 
 def test_scaled_delta_by_hand():
@@ -42,34 +40,8 @@ def test_omega_key_shares_across_layers():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scalearn")
-    tok = char_tokenizer(get_world("strings").charset())
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    lib = Library.open(root / "home")
-    base = lib.add_base("tiny", root / "model", kind="causal")
-    members = []
-    for i in range(3):
-        g = torch.Generator().manual_seed(i)
-        tensors = {}
-        for layer in range(2):  # tiny: hidden 32, 2 layers
-            for mod in ("q_proj", "v_proj"):
-                key = f"model.layers.{layer}.self_attn.{mod}"
-                tensors[f"{key}.lora_A.weight"] = 0.3 * torch.randn(2, 32, generator=g)
-                tensors[f"{key}.lora_B.weight"] = 0.3 * torch.randn(32, 2, generator=g)
-        members.append(
-            lib.add(
-                Skill(
-                    f"m{i}",
-                    "lora",
-                    base.fingerprint,
-                    tensors,
-                    config={"r": 2, "lora_alpha": 4, "use_rslora": False},
-                )
-            )
-        )
-    return lib, base, members, tok
+    lib, base, tok = tiny_strings_library(tmp_path_factory.mktemp("scalearn"))
+    return lib, base, [random_lora(lib, base, f"m{i}", seed=i, scale=0.3) for i in range(3)], tok
 
 
 # 3 members, 4 modules (2 layers × q, v) of 32 outputs, 2 module types

@@ -1,0 +1,41 @@
+"""A tiny strings-world base in a fresh library, and random LoRA skills on it, for tests
+that need real tensors on a real (tiny) model but no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import LlamaForCausalLM
+
+from skillbank.acquire.data import char_tokenizer
+from skillbank.acquire.pretrain import tiny_config
+from skillbank.base import Base
+from skillbank.library import Library
+from skillbank.skill import Skill
+from skillbank.worlds import get_world
+
+
+def tiny_strings_library(root: Path) -> tuple[Library, Base, object]:
+    """A library at ``root/home`` holding an untrained tiny Llama (hidden 32, 2 layers) with
+    the strings world's character tokenizer, registered as base ``tiny``."""
+    tok = char_tokenizer(get_world("strings").charset())
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    lib = Library.open(root / "home")
+    return lib, lib.add_base("tiny", root / "model", kind="causal"), tok
+
+
+def random_lora(lib: Library, base: Base, name: str, seed: int, scale: float = 1.0,
+                rank: int = 2) -> Skill:
+    """A stored LoRA skill on q_proj and v_proj of both tiny layers with N(0, scale²) factors."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(2):
+        for mod in ("q_proj", "v_proj"):
+            key = f"model.layers.{layer}.self_attn.{mod}"
+            tensors[f"{key}.lora_A.weight"] = scale * torch.randn(rank, 32, generator=g)
+            tensors[f"{key}.lora_B.weight"] = scale * torch.randn(32, rank, generator=g)
+    return lib.add(Skill(name, "lora", base.fingerprint, tensors,
+                         config={"r": rank, "lora_alpha": 2 * rank, "use_rslora": False}))
