@@ -16,6 +16,14 @@ def test_task_arithmetic():
     assert torch.equal(merge.task_arithmetic([T1, T2], [2.0, 1.0]), torch.tensor([1.0, -3.0, 8.0, -2.0]))
 
 
+def test_topk_mask_keeps_exactly_k_with_ties_to_the_lowest_index():
+    # |τ| = [3, 1, 1, 1, 0.5], d = 0.4 -> k = 2: 3, then the first of the three tied 1s
+    m = merge.topk_mask(torch.tensor([3.0, -1.0, 1.0, 1.0, 0.5]), 0.4)
+    assert m.tolist() == [True, True, False, False, False]
+    assert merge.topk_mask(torch.tensor([[1.0, 1.0], [1.0, 1.0]]), 0.75).sum() == 3
+    assert merge.topk_mask(torch.tensor([0.1, -0.2]), 1.0).all()
+
+
 def test_trim_keeps_top_fraction():
     assert torch.equal(merge.trim(T1, 0.5), torch.tensor([0.0, -2.0, 3.0, 0.0]))
     assert torch.equal(merge.trim(T2, 0.5), torch.tensor([0.0, 0.0, 2.0, -3.0]))
