@@ -5,13 +5,20 @@ strings skills as LoRAs, evaluates the base and every skill on every task (a ski
 task matrix on held-out inputs), composes the skills (a learned router beside
 training-free merges; ``summary["composition"]``), localizes each in 1% of the weights
 (``summary["localization"]``), and writes ``summary.json`` and ``report.html``.
+
+With an executor (``DemoConfig.executor``, ``address`` or ``workers``; see ``skillbank.run``)
+the skills are trained as ``train`` jobs and the skill × task matrix is evaluated as one
+``eval`` job per cell (``run.sweep.eval_matrix_on``), with the same skills, results and
+summary; without one (the default) everything runs in this process as before. Base
+training, composition and localization always run in this process.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +47,22 @@ class DemoConfig:
     localization: bool = True  # a 1% graft of each skill and their overlap (repro graft)
     graft_steps: int | None = None  # mask-training steps (None: GraftRecipe's default)
     router_steps: int | None = None  # router training steps (None: repro composition's default)
+    executor: str | None = None  # "local" | "ray"; None (with no address/workers): in-process
+    address: str | None = None  # Ray cluster address (implies executor "ray")
+    workers: int | None = None  # parallel workers of the executor
+
+    @property
+    def uses_executor(self) -> bool:
+        return bool(self.executor or self.address or self.workers)
+
+
+def demo_executor(cfg: DemoConfig):
+    """The executor ``cfg`` names (a context manager), or a null context yielding None."""
+    if not cfg.uses_executor:
+        return nullcontext(None)
+    from .run import get_executor
+
+    return get_executor(cfg.executor, cfg.address, cfg.workers)
 
 
 def find_skill(lib: Library, name: str, base_fp: str, recipe: dict):
@@ -54,12 +77,17 @@ def find_skill(lib: Library, name: str, base_fp: str, recipe: dict):
     return None
 
 
-def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui) -> tuple[Base, list[Skill]]:
+def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui,
+                       executor=None) -> tuple[Base, list[Skill]]:
     """The demo's base and one LoRA skill per task, trained now or re-used by recipe.
 
     Reproductions (``skillbank repro``) start from the same skills, so the figures they
-    report are about the skills the demo shows.
+    report are about the skills the demo shows. Skills to train go to ``executor`` (or the
+    one ``cfg`` names) as ``train`` jobs; with neither they are trained in this process.
     """
+    if executor is None and cfg.uses_executor:
+        with demo_executor(cfg) as ex:
+            return ensure_demo_skills(lib, cfg, ui, ex)
     base_name = f"strings-{cfg.base.size}"
     if find_base(lib, cfg.base) is not None:  # re-used: no progress bar stuck at 0
         base, base_log = ensure_base(lib, base_name, cfg.base)
@@ -69,31 +97,69 @@ def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui) -> tuple[Base, list[Sk
     ui.say(f"base {base.name} {base.short} " + ("trained" if base_log else "re-used (same recipe)"))
 
     skills, trained = [], {}
+    pending: list[tuple[int, str, LoraRecipe]] = []  # (index in skills, name, recipe)
     for task in cfg.tasks:
         recipe = LoraRecipe(world=cfg.base.world, task=task, rank=cfg.rank, alpha=2 * cfg.rank,
                             steps=cfg.steps, seed=cfg.seed)
         name = f"{cfg.base.world}-{task}"
         skill = find_skill(lib, name, base.fingerprint, recipe.as_dict())
-        if skill is None:
+        if skill is None and executor is not None:
+            pending.append((len(skills), name, recipe))
+        elif skill is None:
             with ui.bar(f"skill {name}", recipe.steps) as step:
                 skill = lib.add(train_lora(name, base, recipe, lib.home / "checkpoints", progress=step))
             trained[skill.ref] = True
         skills.append(skill)
+    if pending:
+        skills = _train_on(executor, lib, base, skills, pending, ui, trained)
     ui.say(f"skills: {', '.join(s.ref for s in skills)} ({len(trained)} trained now)")
     return base, skills
 
 
-def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui) -> dict[str, Any]:
-    """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages."""
+def _train_on(executor, lib: Library, base: Base, skills: list, pending, ui,
+              trained: dict) -> list[Skill]:
+    """Train the ``pending`` skills as one ``train`` job each on ``executor``."""
+    from .run import Job
+    from .skill import SkillError
+
+    jobs = [Job("train", {"name": name, "base": base.name, "recipe": asdict(recipe)},
+                f"train {name}") for _, name, recipe in pending]
+    count = iter(range(1, len(jobs) + 1))
+    with ui.bar(f"skills ({executor.name} × {executor.workers})", len(jobs)) as step:
+        done = executor.run(lib.home, jobs, on_result=lambda _: step(next(count), None))
+    failed = [r for r in done if r.status == "failed"]
+    if failed:
+        raise SkillError(f"{len(failed)} of {len(jobs)} training jobs failed; first: "
+                         f"{failed[0].job.label}: {failed[0].error}")
+    skills = list(skills)
+    for (i, _, _), r in zip(pending, done, strict=True):
+        skills[i] = lib.get(r.result["ref"])
+        trained[skills[i].ref] = True
+    return skills
+
+
+def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) -> dict[str, Any]:
+    """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages.
+
+    Skill training and the matrix run on ``executor`` (left open, so a caller can reuse
+    its workers) or on the one ``cfg`` names; with neither, in this process."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    base, skills = ensure_demo_skills(lib, cfg, ui)
+    with nullcontext(executor) if executor is not None else demo_executor(cfg) as ex:
+        base, skills = ensure_demo_skills(lib, cfg, ui, ex)
 
-    total = (len(skills) + 1) * len(cfg.tasks)
-    with ui.bar("evaluate", total) as step:
-        counter = iter(range(1, total + 1))
-        matrix = eval_matrix(lib, base, skills, cfg.base.world, cfg.tasks, n=cfg.n_eval,
-                             seed=cfg.seed, progress=lambda *_: step(next(counter), None))
+        total = (len(skills) + 1) * len(cfg.tasks)
+        with ui.bar("evaluate", total) as step:
+            counter = iter(range(1, total + 1))
+            if ex is not None:
+                from .run.sweep import eval_matrix_on
+
+                matrix = eval_matrix_on(ex, lib, base, [s.ref for s in skills], cfg.base.world,
+                                        cfg.tasks, cfg.n_eval, cfg.seed,
+                                        progress=lambda i, _: step(i, None))
+            else:
+                matrix = eval_matrix(lib, base, skills, cfg.base.world, cfg.tasks, n=cfg.n_eval,
+                                     seed=cfg.seed, progress=lambda *_: step(next(counter), None))
 
     base_subject = f"base:{base.name}"
     summary: dict[str, Any] = {

@@ -152,14 +152,22 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
              localization: Annotated[bool, typer.Option(help="Graft each skill into 1% of the weights.")] = True,
              graft_steps: Annotated[int | None, typer.Option(min=1, help="Mask-training steps per graft (default: the graft recipe's).")] = None,
              router_steps: Annotated[int | None, typer.Option(min=1, help="Router training steps (default: repro composition's).")] = None,
-             seed: int = 0, as_json: JsonOpt = False) -> None:
+             seed: int = 0, as_json: JsonOpt = False,
+             executor: Annotated[str | None, typer.Option(
+                 help="Train the skills and evaluate the matrix as jobs on local (--workers N) "
+                      "or ray; default: in this process.")] = None,
+             address: Annotated[str | None, typer.Option(
+                 help="Ray cluster address (implies --executor ray).")] = None,
+             workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+             ) -> None:
     """The main job: a base gains skills, each stored, evaluated, composed, localized and reported."""
     from ..acquire.pretrain import BaseRecipe
     from ..demo import DemoConfig, run_demo
 
     cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
                      steps=steps, n_eval=n, seed=seed, composition=composition, localization=localization,
-                     graft_steps=graft_steps, router_steps=router_steps)
+                     graft_steps=graft_steps, router_steps=router_steps,
+                     executor=executor, address=address, workers=workers)
     summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
     if as_json:
         return emit(summary)

@@ -26,10 +26,17 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                                       "report Kendall's τ, weighted τ, top-1 hit.")] = False,
                  steps: Annotated[int, typer.Option(min=1, help="--verify: training steps per run.")] = 150,
                  n_eval: Annotated[int, typer.Option(min=1, help="--verify: held-out examples.")] = 200,
-                 seed: int = 0, as_json: JsonOpt = False) -> None:
+                 seed: int = 0, as_json: JsonOpt = False,
+                 executor: Annotated[str | None, typer.Option(
+                     help="--verify: one job per fine-tune on local (--workers N) or ray; "
+                          "default: in this process.")] = None,
+                 address: Annotated[str | None, typer.Option(
+                     help="Ray cluster address (implies --executor ray).")] = None,
+                 workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+                 ) -> None:
     """Score each candidate skill's features on TASK's inputs (LogME, TMI, LEEP, H-score) and rank them."""
     from ..transfer.estimators import ESTIMATORS
-    from ..transfer.rank import POSITIONS, compare, score_candidates
+    from ..transfer.rank import POSITIONS, compare, score_candidates, verify_on
     from ..transfer.rank import verify as run_verify
     from ..worlds import get_world
 
@@ -44,19 +51,36 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
     base = library.base_of(skills[0])
     if base.kind != "causal":
         raise SkillError(f"transfer ranks generation skills; base {base.name} is {base.kind}")
+    from ..run import EXECUTORS
+
+    if executor is not None and executor not in EXECUTORS:
+        raise SkillError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if (executor or address or workers) and not verify:
+        raise SkillError("--executor, --address and --workers run the --verify fine-tunes; "
+                         "add --verify")
     ui = Ui(as_json)
     with ui.bar("score candidates", len(skills) + 1) as step:
         scored = score_candidates(base, skills, world, task, n=n, seed=seed, positions=positions,
                                   world_args=world_args, progress=step)
     result = {**scored, "task": task, "world": world, "base": base.name, "estimator": estimator,
               "rankings": scored["ranking"], "ranking": scored["ranking"][estimator]}
-    if verify:
+    if verify and (executor or address or workers):
+        from ..run import get_executor
+
+        with get_executor(executor, address, workers) as ex, \
+                ui.bar(f"verify (fine-tune from each, {ex.name} × {ex.workers})",
+                       len(skills) + 1) as step:
+            verified = verify_on(ex, library.home, base, skills, world, task, steps,
+                                 n_eval=n_eval, seed=seed, world_args=world_args,
+                                 progress=lambda i, _: step(i, None))
+    elif verify:
         runs = len(skills) + 1
         with ui.bar("verify (fine-tune from each)", runs * steps) as step:
             order = {s.ref: i for i, s in enumerate(skills)} | {"scratch": len(skills)}
             verified = run_verify(base, skills, world, task, steps, n_eval=n_eval, seed=seed,
                                   world_args=world_args,
                                   progress=lambda subj, st, loss: step(order[subj] * steps + st, loss))
+    if verify:
         result["verified"] = verified
         result["agreement"] = compare(scored, verified)
         vsec = sum(v["train_seconds"] + v["eval_seconds"] for k, v in verified.items() if k != "scratch")

@@ -9,7 +9,9 @@ on one base pays for loading the base once.
 The kinds call the existing functions: ``train`` → ``acquire.lora.train_lora`` +
 ``Library.add``; ``compose`` → ``compose.ops.merge_skills`` + ``Library.add``; ``eval``
 → ``evaluate.suites.evaluate_model`` + ``Library.add_result`` (with the spec row that
-``eval_matrix`` writes, so the two count as the same result when a sweep resumes).
+``eval_matrix`` writes, so the two count as the same result when a sweep resumes);
+``verify`` → ``transfer.rank.verify_run`` (one fine-tune of ``transfer --verify``; it
+stores nothing, the result is returned).
 """
 
 from __future__ import annotations
@@ -157,8 +159,22 @@ def eval_job(worker: Worker, lib: Library, spec: dict) -> dict:
     return {"subject": subject, "task": task, "result_id": rid, key: metrics[key]}
 
 
+def verify_job(worker: Worker, lib: Library, spec: dict) -> dict:
+    """Fine-tune a target task from one candidate skill (by ref), or from scratch with its
+    rank, alpha and modules, and evaluate it: one run of ``transfer.rank.verify``."""
+    from ..transfer.rank import verify_run
+    from ..worlds import get_world
+
+    base = lib.base(spec["base"])
+    world_args = spec.get("world_args") or {}
+    return verify_run(base, lib.get(spec["source"]), bool(spec["scratch"]),
+                      get_world(spec["world"], **world_args), base.load_tokenizer(),
+                      spec["world"], spec["task"], spec["steps"], spec["n_eval"], spec["seed"],
+                      spec["lr"], spec["batch_size"], world_args)
+
+
 KINDS: dict[str, Callable[[Worker, Library, dict], dict]] = {
-    "train": train_job, "compose": compose_job, "eval": eval_job,
+    "train": train_job, "compose": compose_job, "eval": eval_job, "verify": verify_job,
 }
 
 

@@ -14,6 +14,8 @@ Verification (:func:`verify`): train the target skill with the same recipe and b
 each candidate's LoRA tensors (``train_lora(init=...)``) and from PEFT's fresh init
 ("scratch"), evaluate exact match on held-out inputs, and compare the score order with the
 accuracy order by Kendall's τ-b, weighted τ (``scipy.stats.weightedtau``) and top-1 hit.
+:func:`verify_on` runs the same fine-tunes as one ``verify`` job each on an executor
+(``skillbank.run``), naming the base and candidates by id; each job calls :func:`verify_run`.
 """
 
 from __future__ import annotations
@@ -153,38 +155,85 @@ def verify(base: Base, skills: Sequence[Skill], world_name: str, task: str, step
     ``{subject: {"exact_match", "token_accuracy", "mean_logprob", "train_seconds",
     "eval_seconds"}}`` with subjects the candidate refs and "scratch". ``progress(subject,
     step, loss)`` is called every training step."""
-    from ..acquire.lora import LoraRecipe, train_lora
-    from ..evaluate.suites import evaluate_model
     from ..worlds import get_world
 
+    _check_verify(skills)
+    world = get_world(world_name, **(world_args or {}))
+    tokenizer = base.load_tokenizer()
+    out: dict[str, dict[str, float]] = {}
+    for subject, src in _verify_runs(skills, scratch):
+        step_cb = (lambda st, loss, _s=subject: progress(_s, st, loss)) if progress else None
+        out[subject] = verify_run(base, src, subject == "scratch", world, tokenizer, world_name,
+                                  task, steps, n_eval, seed, lr, batch_size, world_args, step_cb)
+    return out
+
+
+def _check_verify(skills: Sequence[Skill]) -> None:
     for s in skills:
         if s.kind != "lora":
             raise SkillError(f"verify fine-tunes from LoRA skills; {s.ref} is a {s.kind} skill")
     if not skills:
         raise SkillError("no candidate skills to verify")
-    world = get_world(world_name, **(world_args or {}))
-    tokenizer = base.load_tokenizer()
-    runs: list[tuple[str, Skill]] = [(s.ref, s) for s in skills]
-    if scratch:
-        runs.append(("scratch", skills[0]))
-    out: dict[str, dict[str, float]] = {}
-    for subject, src in runs:
-        recipe = LoraRecipe(world=world_name, task=task, rank=int(src.config["r"]),
-                            alpha=int(src.config["lora_alpha"]), steps=steps, lr=lr,
-                            batch_size=batch_size, seed=seed,
-                            target_modules=list(src.config["target_modules"]),
-                            world_args=dict(world_args or {}))
-        t0 = time.perf_counter()
-        step_cb = (lambda st, loss, _s=subject: progress(_s, st, loss)) if progress else None
-        trained = train_lora(f"verify-{task.replace('+', '_')}", base, recipe, progress=step_cb,
-                             init=None if subject == "scratch" else src.tensors)
-        t1 = time.perf_counter()
-        m = evaluate_model(base.load_model([trained]), tokenizer, world, task, n_eval, seed)
-        out[subject] = {"exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
-                        "mean_logprob": m["mean_logprob"], "train_seconds": round(t1 - t0, 3),
-                        "eval_seconds": round(time.perf_counter() - t1, 3),
-                        "final_loss": trained.metrics["train"]["final_loss"]}
-    return out
+
+
+def _verify_runs(skills: Sequence[Skill], scratch: bool) -> list[tuple[str, Skill]]:
+    """(subject, skill whose rank/alpha/modules the run uses): candidates, then scratch."""
+    return [(s.ref, s) for s in skills] + ([("scratch", skills[0])] if scratch else [])
+
+
+def verify_run(base: Base, src: Skill, from_scratch: bool, world, tokenizer, world_name: str,
+               task: str, steps: int, n_eval: int, seed: int, lr: float, batch_size: int,
+               world_args: dict | None,
+               progress: Callable[[int, float | None], None] | None = None) -> dict[str, float]:
+    """One run of :func:`verify`: fine-tune ``task`` from ``src``'s LoRA tensors (or PEFT's
+    fresh init with ``src``'s rank, alpha and modules) and evaluate it; nothing is stored."""
+    from ..acquire.lora import LoraRecipe, train_lora
+    from ..evaluate.suites import evaluate_model
+
+    recipe = LoraRecipe(world=world_name, task=task, rank=int(src.config["r"]),
+                        alpha=int(src.config["lora_alpha"]), steps=steps, lr=lr,
+                        batch_size=batch_size, seed=seed,
+                        target_modules=list(src.config["target_modules"]),
+                        world_args=dict(world_args or {}))
+    t0 = time.perf_counter()
+    trained = train_lora(f"verify-{task.replace('+', '_')}", base, recipe, progress=progress,
+                         init=None if from_scratch else src.tensors)
+    t1 = time.perf_counter()
+    m = evaluate_model(base.load_model([trained]), tokenizer, world, task, n_eval, seed)
+    return {"exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
+            "mean_logprob": m["mean_logprob"], "train_seconds": round(t1 - t0, 3),
+            "eval_seconds": round(time.perf_counter() - t1, 3),
+            "final_loss": trained.metrics["train"]["final_loss"]}
+
+
+def verify_on(executor, home, base: Base, skills: Sequence[Skill], world_name: str, task: str,
+              steps: int, n_eval: int = 200, seed: int = 0, lr: float = 5e-3,
+              batch_size: int = 64, world_args: dict | None = None, scratch: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """:func:`verify` as one ``verify`` job per run on ``executor`` (``skillbank.run``),
+    each naming the base and the candidate by id in the library at ``home``: the same
+    result. ``progress(done, total)`` after every job; a failed job is a SkillError."""
+    from ..run import Job
+
+    _check_verify(skills)
+    runs = _verify_runs(skills, scratch)
+    jobs = [Job("verify", {"base": base.name, "source": src.ref, "scratch": subject == "scratch",
+                           "world": world_name, "world_args": dict(world_args or {}),
+                           "task": task, "steps": steps, "n_eval": n_eval, "seed": seed,
+                           "lr": lr, "batch_size": batch_size}, f"verify {subject}")
+            for subject, src in runs]
+    count = iter(range(1, len(jobs) + 1))
+
+    def tick(_) -> None:
+        if progress is not None:
+            progress(next(count), len(jobs))
+
+    done = executor.run(home, jobs, on_result=tick)
+    failed = [r for r in done if r.status == "failed"]
+    if failed:
+        raise SkillError(f"{len(failed)} of {len(jobs)} verify jobs failed; first: "
+                         f"{failed[0].job.label}: {failed[0].error}")
+    return {subject: r.result for (subject, _), r in zip(runs, done, strict=True)}
 
 
 def compare(scored: dict[str, Any], verified: dict[str, Any], metric: str = "exact_match") -> dict:
