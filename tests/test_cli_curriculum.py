@@ -41,6 +41,12 @@ def test_curriculum_json_and_stored(home_with_bases):
                "--round-steps", 1, "--batch-size", 2, "--graph-steps", 1, "--n", 3, "--pool", 6)
     assert r.exit_code == 0, r.output
     assert "skill-it on lego" in r.stdout and "skills graph" in r.stdout
+    r = invoke(home_with_bases, "curriculum", "--method", "random", "--base", "lego-t", "--k", 3, "--ordered",
+               "--steps", 2, "--round-steps", 1, "--batch-size", 2, "--n", 3, "--pool", 6, "--name", "l3", "--json")
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.stdout)["accuracy"]) == {"1", "2", "3"}
+    with Library.open(home_with_bases) as lib:
+        assert lib.get("l3").recipe["world_args"] == {"k": 3, "ordered": True}
 
 
 def test_select_json_and_stored(home_with_bases):
@@ -57,6 +63,7 @@ def test_select_json_and_stored(home_with_bases):
 @pytest.mark.parametrize("args, message", [
     (["curriculum", "--method", "bogus"], "unknown method 'bogus'"),
     (["curriculum", "--world", "strings"], "--base is required"),
+    (["curriculum", "--world", "strings", "--ordered"], "lego world only"),
     (["select", "--pool", "rot,nope", "--target", "rot"], "unknown task"),
     (["select", "--pool", "rot", "--target", "rot", "--world", "arith"], "unknown task"),
 ])

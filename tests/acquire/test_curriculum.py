@@ -123,3 +123,23 @@ def test_run_curriculum_tiny():
     assert res["mean_accuracy"] == pytest.approx(np.mean(list(res["accuracy"].values())))
     with pytest.raises(ValueError):
         run_curriculum(model, tok, CurriculumConfig(method="bogus"))
+
+
+def test_lego_ordered_option_keeps_chain_order():
+    """``LegoWorld(ordered=True)`` (the curriculum's LEGO setting): clause i defines variable
+    i, the answer resolves by hand, and the default (shuffled) world is unchanged."""
+    from skillbank.worlds import LegoWorld, get_world
+
+    w = get_world("lego", k=3, ordered=True)
+    for task in w.tasks():
+        for ex in w.examples(task, 20, seed=1):
+            clauses = ex.prompt.split("Input: ")[1].split(" . Output:")[0].split(" , ")
+            lhs = [c.split(" = ")[0] for c in clauses]
+            assert clauses[0].endswith(("val 0", "val 1"))
+            for prev, c in zip(lhs, clauses[1:], strict=False):
+                assert c.split()[-1] == prev  # each clause reads its predecessor
+            value = int(clauses[0][-1])
+            for c in clauses[1: int(task)]:
+                value = 1 - value if " = not " in c else value
+            assert ex.prompt.endswith(f"Output: {lhs[int(task) - 1]} = val ") and ex.target == str(value)
+    assert LegoWorld().examples("3", 5, seed=2) == LegoWorld(ordered=False).examples("3", 5, seed=2)

@@ -32,6 +32,9 @@ def curriculum_cmd(
         n: Annotated[int, typer.Option(min=1, help="Held-out examples per skill.")] = 200,
         pool: Annotated[int, typer.Option(min=1, help="Training examples generated per skill.")] = 2000,
         base: Annotated[str | None, typer.Option(help="Registered base (default for lego: the embedded LEGO base).")] = None,
+        k: Annotated[int | None, typer.Option(min=1, help="lego only: number of variables (skills); default 5.")] = None,
+        ordered: Annotated[bool, typer.Option(help="lego only: clauses in chain order, not shuffled "
+                                                     "(the setting `repro skill-it` uses, with --k 3).")] = False,
         name: Annotated[str | None, typer.Option(help="Name of the stored skill (default WORLD-curriculum-METHOD).")] = None,
         seed: int = 0, as_json: JsonOpt = False) -> None:
     """Fine-tune a base on all of a world's skills with a Skill-it, random or stratified
@@ -45,17 +48,21 @@ def curriculum_cmd(
     if method not in METHODS:
         raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     skill_name = check_name(name or f"{world}-curriculum-{method}", "skill name")
-    get_world(world)
+    world_args = {**({"k": k} if k is not None else {}), **({"ordered": True} if ordered else {})}
+    if world_args and world != "lego":
+        raise SkillError("--k and --ordered apply to the lego world only")
+    get_world(world, **world_args)
     ui = Ui(as_json)
     library = lib()
     b = _base_for(library, base, world, ui)
     if b.kind != "causal":
         raise SkillError(f"base {b.name} is {b.kind}; a curriculum trains a causal base")
     cfg = CurriculumConfig(world=world, method=method, steps=steps, round_steps=round_steps,
-                           batch_size=batch_size, graph_steps=graph_steps, n_eval=n, pool=pool, seed=seed)
+                           batch_size=batch_size, graph_steps=graph_steps, n_eval=n, pool=pool, seed=seed,
+                           world_args=world_args)
     model, tokenizer = b.load_model(), b.load_tokenizer()
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
-    n_skills = len(get_world(world).tasks())
+    n_skills = len(get_world(world, **world_args).tasks())
     total = steps + (graph_steps * n_skills if method == "skill-it" else 0)
     with ui.bar(f"{method} on {world}", total) as step:
         res = run_curriculum(model, tokenizer, cfg, progress=step)

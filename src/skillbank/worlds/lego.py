@@ -14,6 +14,12 @@ Tasks are ``"1"``..``"k"``: task ``i`` asks for the i-th variable of the chain, 
 variable ``i - 1`` hops below the root; task ``"1"`` is the root itself. Splits are decided
 by the hash of the clause string (the part between ``"Input: "`` and ``" . Output:"``), so a
 clause set lies in the same split for every task.
+
+``ordered=True`` (additive; default off) leaves the clauses in chain order instead of
+shuffling them, as the original LEGO generator's ``random_order=False`` does: the i-th
+clause then defines the i-th variable, so resolving it needs no search for the clause
+(what makes skills 2-3 learnable by a 3-layer model in a few hundred steps, measured in
+``repro/skill_it.py``).
 """
 
 from __future__ import annotations
@@ -48,10 +54,11 @@ class LegoWorld(World):
 
     name = "lego"
 
-    def __init__(self, k: int = 5):
+    def __init__(self, k: int = 5, ordered: bool = False):
         if not 1 <= k <= len(NAMES):
             raise ValueError(f"k must be between 1 and {len(NAMES)}, got {k}")
         self.k = k
+        self.ordered = bool(ordered)
 
     def tasks(self) -> list[str]:
         return [str(i) for i in range(1, self.k + 1)]
@@ -76,7 +83,8 @@ class LegoWorld(World):
 
         def draw(rng: random.Random) -> tuple[str, Example]:
             names, values, clauses = make_chain(rng, self.k)
-            rng.shuffle(clauses)
+            if not self.ordered:
+                rng.shuffle(clauses)
             joined = SEPARATOR.join(clauses)
             prompt = PROMPT.format(clauses=joined, var=names[index])
             return joined, Example(task, prompt, str(values[index]))
