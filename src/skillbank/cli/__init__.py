@@ -11,8 +11,11 @@ import pkgutil
 
 from .core import app, main
 
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "core":
-        importlib.import_module(f"{__name__}.{_m.name}")
+# lifecycle order for `--help`; a module not listed here registers after these
+_ORDER = ["library", "acquire", "continual", "curriculum", "compose", "skillmix", "localize",
+          "transfer", "sweep", "repro"]
+for _name in sorted((m.name for m in pkgutil.iter_modules(__path__) if m.name != "core"),
+                    key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)):
+    importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = ["app", "main"]

@@ -36,7 +36,10 @@ def base_train(name: str,
         f"base {b.name} {b.short} " + ("trained" if log else "already in the library (same recipe)"))
 
 
-@app.command("train")
+PANEL = "Acquire and evaluate"
+
+
+@app.command("train", rich_help_panel=PANEL)
 def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill.")],
               base: Annotated[str, typer.Option(help="Registered base.")],
               task: Annotated[str, typer.Option(help="Task to learn, e.g. rot or rev+sort.")],
@@ -90,7 +93,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               + (f" (resumed from step {t['resumed_from']})" if t["resumed_from"] else ""))
 
 
-@app.command("eval")
+@app.command("eval", rich_help_panel=PANEL)
 def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERSION] (none: base only).")] = None,
              base: Annotated[str | None, typer.Option(help="Base (default: the skills' base).")] = None,
              world: str = "strings",
@@ -141,7 +144,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
            for s, row in matrix.items()])
 
 
-@app.command("demo")
+@app.command("demo", rich_help_panel=PANEL)
 def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.html and summary.json go.")] = Path("skillbank-demo"),
              steps: Annotated[int, typer.Option(min=1, help="Training steps per skill.")] = 300,
              base_steps: Annotated[int, typer.Option(min=1, help="Base pre-training steps.")] = 800,

@@ -9,11 +9,13 @@ import typer
 from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
-
 LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++")
 
 
-@app.command("compose")
+PANEL = "Compose"
+
+
+@app.command("compose", rich_help_panel=PANEL)
 def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed skill.")],
                 members: Annotated[str, typer.Option("--from", help="Comma-separated skills NAME[@VERSION].")],
                 method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++.")] = "linear",
@@ -33,9 +35,10 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
                 seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Compose skills into a new one: a ΔW-space merge, or weights learned by LoRAHub
-    (few examples of a new task) or ScaLearn (per-layer scaling of each member's output).
-    Every result is stored with its recipe, lineage, diagnostics and merge error."""
+    """Compose skills into a new one: a ΔW-space merge, LoRAHub or ScaLearn.
+
+    LoRAHub learns merge weights from a few examples of a new task; ScaLearn learns a
+    per-layer scaling of each member's output. Every result is stored with its recipe, lineage, diagnostics and merge error."""
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import METHODS, MergeSpec, merge_skills
 
@@ -104,7 +107,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
             out.print(f"exact match on the new task {t}: {em:.3f}")
 
 
-@app.command("route")
+@app.command("route", rich_help_panel=PANEL)
 def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.")],
               members: Annotated[str, typer.Option("--from", help="Comma-separated member skills.")],
               world: Annotated[str, typer.Option(help="World of the routing examples.")] = "strings",

@@ -10,8 +10,10 @@ import typer
 from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
+PANEL = "Acquire and evaluate"
 
-@app.command("continual")
+
+@app.command("continual", rich_help_panel=PANEL)
 def continual_cmd(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks, learned in this order.")],
     strategy: Annotated[str, typer.Option(help="seq, replay, ewc, olora or expand.")] = "seq",
@@ -53,8 +55,10 @@ def continual_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn skills one after another; fill R[t][i] (accuracy on task i after task t) and report
-    ACC, BWT, FWT, forgetting (avalanche and Chaudhry) and, with --joint, intransigence."""
+    """Learn skills one after another and measure forgetting and transfer.
+
+    Fills R[t][i] (accuracy on task i after task t) and reports ACC, BWT, FWT, forgetting
+    (avalanche and Chaudhry) and, with --joint, intransigence."""
     from ..acquire.continual import ContinualConfig, joint_reference, run_continual
     from ..report.html import write_report
     from ..repro.continual import continual_sections

@@ -19,7 +19,7 @@ from ..skill import SkillError
 app = typer.Typer(help="skillbank: a versioned library of neural-network skills.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 base_app = typer.Typer(help="Register and list base models.", no_args_is_help=True)
-app.add_typer(base_app, name="base")
+app.add_typer(base_app, name="base", rich_help_panel="Library")
 
 out = Console()
 err = Console(stderr=True)

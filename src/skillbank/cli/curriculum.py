@@ -21,7 +21,10 @@ def _base_for(library, base: str | None, world: str, ui: Ui):
     return lego_base(library, ui, quick=False)
 
 
-@app.command("curriculum")
+PANEL = "Data: curricula and selection"
+
+
+@app.command("curriculum", rich_help_panel=PANEL)
 def curriculum_cmd(
         world: Annotated[str, typer.Option(help="World whose tasks are the skills (lego, strings, ...).")] = "lego",
         method: Annotated[str, typer.Option(help="skill-it, random (natural mixture) or stratified (uniform).")] = "skill-it",
@@ -37,8 +40,9 @@ def curriculum_cmd(
                                                      "(the setting `repro skill-it` uses, with --k 3).")] = False,
         name: Annotated[str | None, typer.Option(help="Name of the stored skill (default WORLD-curriculum-METHOD).")] = None,
         seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Fine-tune a base on all of a world's skills with a Skill-it, random or stratified
-    mixture; print per-skill accuracy; store the result as a delta skill and results."""
+    """Skill-it: fine-tune on all of a world's skills with an online, random or stratified mixture.
+
+    Prints per-skill accuracy; stores the result as a delta skill and results."""
     import torch
 
     from ..acquire.curriculum import METHODS, CurriculumConfig, run_curriculum
@@ -87,7 +91,7 @@ def curriculum_cmd(
               [[t, *row] for t, row in zip(tasks, res["graph"], strict=True)])
 
 
-@app.command("select")
+@app.command("select", rich_help_panel=PANEL)
 def select_cmd(
         pool: Annotated[str, typer.Option(help="Comma-separated tasks mixed into the pool.")],
         target: Annotated[str, typer.Option(help="The task to select data for.")],
@@ -99,8 +103,10 @@ def select_cmd(
         epochs: Annotated[int, typer.Option(min=1, help="Warm-up epochs (one checkpoint each).")] = 4,
         base: Annotated[str | None, typer.Option(help="Registered base (default: the first, by name, embedded base of --world).")] = None,
         seed: int = 0, as_json: JsonOpt = False) -> None:
-    """LESS: pick the share of a mixed pool whose Adam-preconditioned LoRA gradients best
-    match the target's; print what was selected and store the selection as a result."""
+    """LESS: select the share of a mixed pool whose training gradients best match a target task.
+
+    Adam-preconditioned LoRA gradients, randomly projected; prints what was selected and
+    stores the selection as a result."""
     from ..acquire.select import SelectConfig, select, work_units
     from ..worlds import get_world
 

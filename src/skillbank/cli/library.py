@@ -34,7 +34,10 @@ def base_list(as_json: JsonOpt = False) -> None:
 
 
 # -- skills --------------------------------------------------------------------------
-@app.command("import")
+PANEL = "Library"
+
+
+@app.command("import", rich_help_panel=PANEL)
 def import_cmd(directory: Path,
                name: Annotated[str, typer.Option(help="Name of the new skill.")],
                base: Annotated[str, typer.Option(help="Registered base the adapter was trained on.")],
@@ -52,7 +55,7 @@ def import_cmd(directory: Path,
         out.print(f"{skill.ref} already holds this content; no new version")
 
 
-@app.command("export")
+@app.command("export", rich_help_panel=PANEL)
 def export_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")], directory: Path) -> None:
     """Export a LoRA skill as a PEFT adapter directory with a model card."""
     from ..peft_io import export_peft
@@ -63,7 +66,7 @@ def export_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")]
     out.print(f"exported {skill.ref} to {directory}")
 
 
-@app.command("list")
+@app.command("list", rich_help_panel=PANEL)
 def list_cmd(as_json: JsonOpt = False) -> None:
     """List skills: name, latest version, kind, base, size, tags."""
     library = lib()
@@ -76,7 +79,7 @@ def list_cmd(as_json: JsonOpt = False) -> None:
            for r in rows])
 
 
-@app.command("show")
+@app.command("show", rich_help_panel=PANEL)
 def show_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")], as_json: JsonOpt = False) -> None:
     """Show a skill's manifest, metrics and lineage."""
     library = lib()
@@ -90,7 +93,7 @@ def show_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")], 
         out.print(f"[bold]{key}[/bold]: {json.dumps(manifest.get(key), sort_keys=True, default=str)}")
 
 
-@app.command("versions")
+@app.command("versions", rich_help_panel=PANEL)
 def versions_cmd(name: str, as_json: JsonOpt = False) -> None:
     """List every version of a skill."""
     library = lib()
@@ -103,7 +106,7 @@ def versions_cmd(name: str, as_json: JsonOpt = False) -> None:
            for r in rows])
 
 
-@app.command("lineage")
+@app.command("lineage", rich_help_panel=PANEL)
 def lineage_cmd(ref: str, as_json: JsonOpt = False) -> None:
     """Show the ancestry of a skill and the recipe that made each one."""
     rows = lib().lineage(ref)
@@ -113,21 +116,21 @@ def lineage_cmd(ref: str, as_json: JsonOpt = False) -> None:
         out.print("  " * depth + f"{r}  {recipe.get('method', '?') if not recipe.get('missing') else '(not in library)'}")
 
 
-@app.command("tag")
+@app.command("tag", rich_help_panel=PANEL)
 def tag_cmd(ref: Annotated[str, typer.Argument(help="NAME@VERSION")], alias: str) -> None:
     """Point an alias (a movable tag) at one version."""
     row = lib().tag(ref, alias)
     out.print(f"{row.name}@{alias} -> version {row.version}")
 
 
-@app.command("rm")
+@app.command("rm", rich_help_panel=PANEL)
 def rm_cmd(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION")]) -> None:
     """Remove a version (or all versions) of a skill; `gc` frees the space."""
     rows = lib().rm(ref)
     out.print("removed " + ", ".join(f"{r.name}@{r.version}" for r in rows))
 
 
-@app.command("verify")
+@app.command("verify", rich_help_panel=PANEL)
 def verify_cmd(as_json: JsonOpt = False) -> None:
     """Re-hash every blob; exit 1 if anything is damaged or missing."""
     problems = lib().verify()
@@ -141,7 +144,7 @@ def verify_cmd(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command("gc")
+@app.command("gc", rich_help_panel=PANEL)
 def gc_cmd(as_json: JsonOpt = False) -> None:
     """Remove blobs that no skill references."""
     r = lib().gc()

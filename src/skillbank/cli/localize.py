@@ -12,7 +12,10 @@ from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 _Opt = typer.Option
 
 
-@app.command("localize")
+PANEL = "Localize"
+
+
+@app.command("localize", rich_help_panel=PANEL)
 def localize_cmd(
         skill: Annotated[str, typer.Argument(help="Skill to localize (NAME or NAME@VERSION).")],
         sparsity: Annotated[float, _Opt(help="Graft size / eligible (block) params.")] = 0.01,
@@ -63,7 +66,7 @@ def localize_cmd(
            "token ECE"], rows)
 
 
-@app.command("overlap")
+@app.command("overlap", rich_help_panel=PANEL)
 def overlap_cmd(skills: Annotated[str, typer.Argument(help="Comma-separated sparse skills a,b,c.")],
                 as_json: JsonOpt = False) -> None:
     """Where skills live relative to each other: |γ_i ∩ γ_j| / |γ_j| for sparse skills."""

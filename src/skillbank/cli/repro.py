@@ -9,8 +9,10 @@ import typer
 
 from .core import JsonOpt, Ui, app, emit, lib, out, table
 
+PANEL = "Reproduce the papers"
 
-@app.command("repro")
+
+@app.command("repro", rich_help_panel=PANEL)
 def repro_cmd(name: Annotated[str, typer.Argument(help="Which claim; `skillbank repro list` lists them.")],
               out_dir: Annotated[Path | None, typer.Option("--out", help="Report directory (default ./skillbank-repro/NAME).")] = None,
               seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,

@@ -30,7 +30,10 @@ def _pairs(value: str | None) -> set[tuple[str, str]]:
     return out
 
 
-@app.command("skillmix")
+PANEL = "Compose"
+
+
+@app.command("skillmix", rich_help_panel=PANEL)
 def skillmix_cmd(
         skill: Annotated[str | None, typer.Option(
             "--skill", help="Score this skill (NAME or NAME@VERSION) answering each whole chain 'a+b+c:x=' in one go.")] = None,
@@ -51,8 +54,9 @@ def skillmix_cmd(
         n: Annotated[int, typer.Option(min=1, help="Chains (each with one held-out input) per k.")] = 100,
         seed: Annotated[int, typer.Option(help="Seed for chains and inputs.")] = 0,
         as_json: JsonOpt = False) -> None:
-    """Skill-Mix on an exact world: Ratio of Full Marks (whole chain exactly right) and Skill
-    Fraction (most steps whose in-order application explains the answer) for ordered chains
+    """Skill-Mix: how well a skill (or call-by-call chaining) composes k primitives.
+
+    Ratio of Full Marks (whole chain exactly right) and Skill Fraction (most steps whose in-order application explains the answer) for ordered chains
     of k distinct primitives, plus the mean edit distance to the target; call-by-call runs
     also report call accuracy (each call judged on the input it got). Results go to the
     library as task ``skillmix:k=K``."""
@@ -125,7 +129,7 @@ def skillmix_cmd(
            *(["call accuracy"] if calls else [])], rows)
 
 
-@app.command("upscale")
+@app.command("upscale", rich_help_panel=PANEL)
 def upscale_cmd(
         skill: Annotated[str, typer.Option("--skill", help="Skill(s) made on the small base, comma-separated.")],
         large_base: Annotated[str, typer.Option("--large-base", help="The larger base to up-scale onto (same vocabulary).")],
@@ -136,8 +140,10 @@ def upscale_cmd(
         weight: Annotated[str, typer.Option(help="Weight per skill, comma-separated (default 1 each).")] = "",
         n: Annotated[int, typer.Option(min=1, help="Held-out examples.")] = 100,
         seed: int = 0, as_json: JsonOpt = False) -> None:
-    """EFT up-scaling: decode log p = log p_large + Σ w·(log p_small+skill − log p_small),
-    renormalised per token, greedily; print exact match and the smooth measures of the
+    """EFT up-scaling: move a small base's skill onto a larger base by logit arithmetic.
+
+    Decodes log p = log p_large + Σ w·(log p_small+skill − log p_small), renormalised per
+    token, greedily; print exact match and the smooth measures of the
     large base alone, the small base, the small base with the skill(s), and the up-scaled
     composition."""
     from ..base import check_base

@@ -20,12 +20,17 @@ WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", min=1, help="Parallel workers (default: 1 locally, one per CPU on Ray).")]
 
 
-@app.command("sweep")
+PANEL = "Scale out"
+
+
+@app.command("sweep", rich_help_panel=PANEL)
 def sweep_cmd(config: Annotated[Path, typer.Argument(
                   help="Sweep config (YAML): base, world, train, compose, eval.")],
               executor: ExecutorOpt = None, address: AddressOpt = None, workers: WorkersOpt = None,
               as_json: JsonOpt = False) -> None:
-    """Run a declarative sweep; re-running skips the jobs whose results are in the library.
+    """Run a declarative sweep (train, compose, eval); resumable.
+
+    Re-running skips the jobs whose results are in the library.
 
     Stages run in order (train, then compose, then eval); each stage's jobs run in
     parallel on the executor. A job that fails (or whose worker dies) is tried once

@@ -10,8 +10,10 @@ import typer
 from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
+PANEL = "Transfer"
 
-@app.command("transfer")
+
+@app.command("transfer", rich_help_panel=PANEL)
 def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot+shift.")],
                  candidates: Annotated[str, typer.Option(help="Comma-separated candidate skills (NAME or NAME@VERSION).")],
                  world: Annotated[str, typer.Option(help="World of the target task.")] = "strings",
