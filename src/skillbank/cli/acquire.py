@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from ..skill import SkillError
-from .core import JsonOpt, Ui, app, base_app, csv_list, emit, lib, out, table
+from .core import (
+    AddressOpt,
+    JsonOpt,
+    Ui,
+    WorkersOpt,
+    app,
+    base_app,
+    csv_list,
+    emit,
+    lib,
+    out,
+    table,
+)
 
 
 @base_app.command("train")
@@ -104,9 +116,8 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
              executor: Annotated[str | None, typer.Option(
                  help="Run one job per subject × task on local (--workers N) or ray; "
                       "default: in this process.")] = None,
-             address: Annotated[str | None, typer.Option(
-                 help="Ray cluster address (implies --executor ray).")] = None,
-             workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+             address: AddressOpt = None,
+             workers: WorkersOpt = None,
              ) -> None:
     """Evaluate the base alone and each skill on each task; results go to the library."""
     from ..evaluate.suites import eval_matrix
@@ -159,9 +170,8 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
              executor: Annotated[str | None, typer.Option(
                  help="Train the skills and evaluate the matrix as jobs on local (--workers N) "
                       "or ray; default: in this process.")] = None,
-             address: Annotated[str | None, typer.Option(
-                 help="Ray cluster address (implies --executor ray).")] = None,
-             workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+             address: AddressOpt = None,
+             workers: WorkersOpt = None,
              ) -> None:
     """The main job: a base gains skills, each stored, evaluated, composed, localized and reported."""
     from ..acquire.pretrain import BaseRecipe

@@ -26,6 +26,8 @@ err = Console(stderr=True)
 _state: dict[str, Any] = {"home": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster address (implies --executor ray).")]
+WorkersOpt = Annotated[int | None, typer.Option(min=1, help="Parallel workers (a local process pool, or Ray actors).")]
 
 
 @app.callback()

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
+from ..skill import SkillError
+from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table
 
 # -- localize ------------------------------------------------------------------------
 _Opt = typer.Option
@@ -18,7 +19,9 @@ PANEL = "Localize"
 @app.command("localize", rich_help_panel=PANEL)
 def localize_cmd(
         skill: Annotated[str, typer.Argument(help="Skill to localize (NAME or NAME@VERSION).")],
-        sparsity: Annotated[float, _Opt(help="Graft size / eligible (block) params.")] = 0.01,
+        sparsity: Annotated[str, _Opt(help=(
+            "Graft size / eligible (block) params; several, comma-separated "
+            "(0.001,0.01,0.1), run one localize job each."))] = "0.01",
         steps: Annotated[int, _Opt(min=0, help="Mask-training steps (minibatches).")] = 200,
         lr: Annotated[float, _Opt(min=0.0, help="Plain gradient-descent step on S.")] = 1e6,
         b: Annotated[float, _Opt(help="Bias b in γ(S) = γ_base + (1 − 2γ_base)·σ(S − b).")] = 10.0,
@@ -30,18 +33,37 @@ def localize_cmd(
         ))] = 25,
         world: Annotated[str | None, _Opt(help="World (default: the skill's).")] = None,
         task: Annotated[str | None, _Opt(help="Task (default: the skill's).")] = None,
-        name: Annotated[str | None, _Opt(help="Sparse skill's name (default NAME-graft).")] = None,
+        name: Annotated[str | None, _Opt(help=(
+            "Sparse skill's name (default NAME-graft); one sparsity, no executor."))] = None,
         n: Annotated[int, _Opt(min=1, help="Held-out examples for the evaluation.")] = 200,
         n_train: Annotated[int, _Opt(min=1, help="Training examples for the mask.")] = 512,
         n_val: Annotated[int, _Opt(min=1, help="Validation examples to pick the mask.")] = 256,
-        seed: int = 0, as_json: JsonOpt = False) -> None:
+        seed: int = 0, as_json: JsonOpt = False,
+        executor: Annotated[str | None, _Opt(
+            help="Run one job per sparsity on local (--workers N) or ray; "
+                 "default: in this process.")] = None,
+        address: AddressOpt = None,
+        workers: WorkersOpt = None,
+        ) -> None:
     """Find where a skill lives: train a sparse graft of its ΔW and store it as a sparse skill.
 
-    Prints the learned graft against the top-|Δ| and random masks of the same size."""
+    Prints the learned graft against the top-|Δ| and random masks of the same size.
+
+    With several sparsities, or --executor / --address / --workers, each sparsity is one
+    job (as in `skillbank sweep`): its graft is stored as NAME-graft-SPARSITY, and a graft
+    of the same skill version made by the same recipe and --n is re-used, not redone."""
     from ..localize.ops import GraftRecipe, localize
 
     library = lib()
+    sparsities = _sparsities(sparsity)
     src = library.get(skill)
+    if len(sparsities) > 1 or executor or address or workers:
+        fields = {"steps": steps, "lr": lr, "b": b, "budget": budget,
+                  "rebase_every": rebase_every, "n_train": n_train, "n_val": n_val, "seed": seed}
+        fields |= {k: v for k, v in (("world", world), ("task", task)) if v is not None}
+        return _localize_jobs(library, src, sparsities, n, fields, name, executor, address,
+                              workers, as_json)
+    sparsity = sparsities[0]
     recipe = GraftRecipe(sparsity=sparsity, steps=steps, lr=lr, b=b, budget=budget,
                          rebase_every=rebase_every, n_train=n_train, n_val=n_val, seed=seed,
                          world=world, task=task)
@@ -64,6 +86,68 @@ def localize_cmd(
     table(f"{m['task']}: {m['n_eval']} held-out inputs",
           ["subject", "size", "exact match", "relative gain", "mean target log-prob",
            "token ECE"], rows)
+
+
+def _sparsities(value: str) -> list[float]:
+    try:
+        return list(dict.fromkeys(float(v) for v in csv_list(value)))
+    except ValueError:
+        raise SkillError(f"--sparsity: expected numbers like 0.01 or 0.001,0.01, "
+                         f"got {value!r}") from None
+
+
+def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: dict,
+                   name: str | None, executor: str | None, address: str | None,
+                   workers: int | None, as_json: bool) -> None:
+    """One ``localize`` job per sparsity on an executor; a table (or JSON) of the grafts."""
+    from ..run import get_executor
+    from ..run.sweep import localize_job
+
+    if name is not None:
+        raise SkillError("--name names one graft; with several sparsities or an executor "
+                         "the grafts are named NAME-graft-SPARSITY")
+    base = library.base_of(src)
+    jobs = [localize_job(base, src, s, n_eval, **fields) for s in sparsities]  # checked first
+    ui = Ui(as_json)
+    with get_executor(executor, address, workers) as ex, \
+            ui.bar(f"localize {src.ref} ({ex.name} × {ex.workers})", len(jobs)) as step:
+        count = iter(range(1, len(jobs) + 1))
+        done = ex.run(library.home, jobs, on_result=lambda _: step(next(count), None))
+        ex_name, ex_workers = ex.name, ex.workers
+    grafts, failed = [], []
+    for s, r in zip(sparsities, done, strict=True):
+        if r.status != "done":
+            failed.append({"sparsity": s, "label": r.job.label, "error": r.error})
+            continue
+        m = library.get(r.result["ref"]).metrics["localization"]
+        sub = m["subjects"]
+        grafts.append({"sparsity": s, "ref": r.result["ref"], "new": r.result["new"],
+                       "size": m["size"], "n_eligible": m["n_eligible"],
+                       "fraction": m["fraction"], "task": m["task"], "n_eval": m["n_eval"],
+                       "exact_match": {k: sub[k]["exact_match"] for k in sub},
+                       "relative_gain": {k: sub[k]["relative_gain"]["exact_match"]
+                                         for k in ("learned", "top_delta", "random")},
+                       "seconds": m["seconds"]})
+    if as_json:
+        emit({"source": src.ref, "executor": ex_name, "workers": ex_workers,
+              "grafts": grafts, "failed": failed})
+    else:
+        def gain(v):
+            return "n/a" if v is None else v
+
+        table(f"{src.ref} grafted at {len(sparsities)} sparsities ({ex_name} × {ex_workers}); "
+              "relative gain in exact match", ["sparsity", "graft", "size", "exact match",
+                                               "gain", "top-|Δ| gain", "random gain"],
+              [[f"{g['sparsity']:g}", g["ref"], g["size"], g["exact_match"]["learned"],
+                gain(g["relative_gain"]["learned"]), gain(g["relative_gain"]["top_delta"]),
+                gain(g["relative_gain"]["random"])] for g in grafts])
+        new = sum(g["new"] for g in grafts)
+        out.print(f"stored {new} new graft(s); re-used {len(grafts) - new} made by the same "
+                  "recipe before")
+        for f in failed:
+            out.print(f"failed {f['label']}: {f['error']}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("overlap", rich_help_panel=PANEL)

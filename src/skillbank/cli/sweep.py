@@ -25,14 +25,14 @@ PANEL = "Scale out"
 
 @app.command("sweep", rich_help_panel=PANEL)
 def sweep_cmd(config: Annotated[Path, typer.Argument(
-                  help="Sweep config (YAML): base, world, train, compose, eval.")],
+                  help="Sweep config (YAML): base, world, train, localize, compose, eval.")],
               executor: ExecutorOpt = None, address: AddressOpt = None, workers: WorkersOpt = None,
               as_json: JsonOpt = False) -> None:
-    """Run a declarative sweep (train, compose, eval); resumable.
+    """Run a declarative sweep (train, localize, compose, eval); resumable.
 
     Re-running skips the jobs whose results are in the library.
 
-    Stages run in order (train, then compose, then eval); each stage's jobs run in
+    Stages run in order (train, localize, compose, eval); each stage's jobs run in
     parallel on the executor. A job that fails (or whose worker dies) is tried once
     more, then reported failed while the rest complete; the exit code is then 1."""
     from ..run import get_executor

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..skill import SkillError
-from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
+from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table
 
 PANEL = "Transfer"
 
@@ -32,9 +32,8 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                  executor: Annotated[str | None, typer.Option(
                      help="--verify: one job per fine-tune on local (--workers N) or ray; "
                           "default: in this process.")] = None,
-                 address: Annotated[str | None, typer.Option(
-                     help="Ray cluster address (implies --executor ray).")] = None,
-                 workers: Annotated[int | None, typer.Option(min=1, help="Parallel workers.")] = None,
+                 address: AddressOpt = None,
+                 workers: WorkersOpt = None,
                  ) -> None:
     """Score each candidate skill's features on TASK's inputs (LogME, TMI, LEEP, H-score) and rank them."""
     from ..transfer.estimators import ESTIMATORS

@@ -11,7 +11,9 @@ The kinds call the existing functions: ``train`` → ``acquire.lora.train_lora``
 → ``evaluate.suites.evaluate_model`` + ``Library.add_result`` (with the spec row that
 ``eval_matrix`` writes, so the two count as the same result when a sweep resumes);
 ``verify`` → ``transfer.rank.verify_run`` (one fine-tune of ``transfer --verify``; it
-stores nothing, the result is returned).
+stores nothing, the result is returned); ``localize`` → ``repro.graft.ensure_graft`` (a
+stored graft of the skill made by the same recipe and ``n_eval`` is re-used, else
+``localize.ops.localize`` + ``Library.add`` as ``SKILL-graft-SPARSITY``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib
 import os
 import socket
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +176,36 @@ def verify_job(worker: Worker, lib: Library, spec: dict) -> dict:
                       spec["lr"], spec["batch_size"], world_args)
 
 
+class _QuietUi:
+    """The ``ui`` ``ensure_graft`` wants, in a worker: no bars; notes if it localized."""
+
+    def __init__(self):
+        self.localized = False
+
+    @contextmanager
+    def bar(self, desc: str, total: int):
+        self.localized = True
+        yield lambda step, loss: None
+
+
+def localize_job(worker: Worker, lib: Library, spec: dict) -> dict:
+    """Graft one skill (by ref) at one sparsity with a full ``GraftRecipe`` (as
+    ``repro.graft.recipe_for`` fills it in) and store it, or re-use the stored graft."""
+    from ..localize.ops import GraftRecipe
+    from ..repro.graft import ensure_graft
+
+    skill = lib.get(spec["source"])
+    ui = _QuietUi()
+    g = ensure_graft(lib, lib.base(spec["base"]), skill, GraftRecipe(**spec["recipe"]),
+                     int(spec["n_eval"]), ui)
+    m = g.metrics["localization"]
+    return {"ref": g.ref, "new": ui.localized, "size": m["size"], "fraction": m["fraction"],
+            "relative_gain": m["relative_gain"]}
+
+
 KINDS: dict[str, Callable[[Worker, Library, dict], dict]] = {
     "train": train_job, "compose": compose_job, "eval": eval_job, "verify": verify_job,
+    "localize": localize_job,
 }
 
 

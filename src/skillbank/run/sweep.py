@@ -1,4 +1,4 @@
-"""Declarative sweeps: skills to train, compositions to build, evaluations to run.
+"""Declarative sweeps: skills to train and localize, compositions to build, evaluations to run.
 
 A sweep config (YAML or a dict)::
 
@@ -7,6 +7,8 @@ A sweep config (YAML or a dict)::
     world_args: {}
     train:                      # LoRA skills: any field of acquire.lora.LoraRecipe
       - {name: rot, task: rot, steps: 300}
+    localize:                   # grafts: one job per sparsity, any field of GraftRecipe
+      - {skill: rot, sparsity: [0.001, 0.01], steps: 100}   # n_eval: held-out (200)
     compose:                    # merges: any field of compose.ops.MergeSpec, members in `from`
       - {name: rot-shift, from: [rot, shift], method: ties, density: 0.5}
     eval:                       # every subject × task × seed; `base` is the base alone
@@ -15,11 +17,16 @@ A sweep config (YAML or a dict)::
       n: 200
       seeds: [0]                # or seed: 0
 
-It runs in three stages (train, compose, eval), each a batch of independent jobs on one
-executor; skills are named by name in the config and by ``name@version`` in the jobs,
-resolved when their stage starts. Resumable: a train or compose job is skipped when a
-version of its skill with the same recipe is in the library, an eval job when a result
-with the same subject, world, task and spec (n, seed, base, world_args) is.
+It runs in four stages (train, localize, compose, eval), each a batch of independent jobs
+on one executor; skills are named by name in the config and by ``name@version`` in the
+jobs, resolved when their stage starts. A localize entry grafts the latest version of
+``skill`` at each ``sparsity`` (``localize.ops.localize``, the recipe filled in from the
+skill as ``repro.graft.recipe_for`` does) and stores it as ``SKILL-graft-SPARSITY``, the
+name ``repro graft`` uses, so compose and eval entries can name the grafts. Resumable: a
+train or compose job is skipped when a version of its skill with the same recipe is in
+the library, a localize job when a graft with the same recipe (source ref included) and
+``n_eval`` is, an eval job when a result with the same subject, world, task and spec (n,
+seed, base, world_args) is.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from ..skill import SkillError, canonical_json
 from . import Executor, Job, JobResult
 from .jobs import eval_spec
 
-SECTIONS = {"base", "world", "world_args", "train", "compose", "eval"}
+SECTIONS = {"base", "world", "world_args", "train", "localize", "compose", "eval"}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -76,17 +83,55 @@ def _build(cls, what: str, kwargs: dict):
         raise SkillError(f"{what}: {e}") from None
 
 
-def _has_recipe(lib: Library, name: str, base_fp: str, recipe: dict) -> str | None:
-    """The ref of a stored version of ``name`` made by ``recipe`` on this base, if any."""
+def _has_recipe(lib: Library, name: str, base_fp: str, recipe: dict,
+                n_eval: int | None = None) -> str | None:
+    """The ref of a stored version of ``name`` made by ``recipe`` on this base, if any
+    (with ``n_eval``: a graft also evaluated on that many inputs, as ``ensure_graft``)."""
     try:
         rows = lib.versions(name)
     except LibraryError:
         return None
     want = canonical_json(recipe)
     for r in rows:
-        if r.base == base_fp and canonical_json(r.manifest.get("recipe", {})) == want:
+        loc = r.manifest.get("metrics", {}).get("localization", {})
+        if r.base == base_fp and canonical_json(r.manifest.get("recipe", {})) == want \
+                and (n_eval is None or loc.get("n_eval") == n_eval):
             return f"{r.name}@{r.version}"
     return None
+
+
+LOCALIZE_KEYS = {"skill", "sparsity", "n_eval"}  # besides the fields of GraftRecipe
+
+
+def _sparsities(value: Any, what: str) -> list[float]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return list(dict.fromkeys(float(x) for x in items))
+    except (TypeError, ValueError):
+        raise SkillError(f"{what}: sparsity is a number or a list of numbers, "
+                         f"got {value!r}") from None
+
+
+def localize_job(base, skill, sparsity: float, n_eval: int = 200, **fields) -> Job:
+    """The ``localize`` job grafting ``skill`` at ``sparsity`` on ``base``: its recipe is
+    ``repro.graft.recipe_for`` (world, task, world_args from the skill) with ``fields``
+    (any other ``GraftRecipe`` field) on top. ``SkillError`` for a bad field or value."""
+    from ..localize.ops import GraftRecipe
+    from ..repro.graft import graft_name, recipe_for
+
+    what = f"localize {skill.ref}"
+    _build(GraftRecipe, what, fields)  # unknown fields and bad types: one clear error
+    recipe = recipe_for(skill, float(sparsity), int(fields.get("seed", 0)))
+    recipe = _build(GraftRecipe, what, {**asdict(recipe), **fields, "sparsity": float(sparsity)})
+    try:
+        recipe.check()
+    except TypeError as e:
+        raise SkillError(f"{what}: {e}") from None
+    if int(n_eval) < 1:
+        raise SkillError(f"{what}: n_eval must be ≥ 1")
+    return Job("localize", {"source": skill.ref, "base": base.name, "recipe": asdict(recipe),
+                            "n_eval": int(n_eval)},
+               f"localize {graft_name(skill, recipe.sparsity)}")
 
 
 class Plan:
@@ -119,12 +164,40 @@ class Plan:
         self.seeds = list(dict.fromkeys(int(s) for s in seeds))
         self.train_entries = _entries(config, "train")
         self.compose_entries = _entries(config, "compose")
+        self.localize_entries = self._localize_entries(config.get("localize") or [])
         self.train_specs = [self._train_spec(e) for e in self.train_entries]  # validate now
 
     @property
     def total(self) -> int:
         n_eval = len(self.subjects) * len(self.tasks) * len(self.seeds)
-        return len(self.train_entries) + len(self.compose_entries) + n_eval
+        n_loc = sum(len(e["sparsity"]) for e in self.localize_entries)
+        return len(self.train_entries) + n_loc + len(self.compose_entries) + n_eval
+
+    def _localize_entries(self, items: Any) -> list[dict]:
+        """Validated now (fields, sparsities); the skills are resolved when the stage starts."""
+        from ..localize.ops import GraftRecipe
+
+        if not isinstance(items, list) or not all(isinstance(x, dict) and "skill" in x
+                                                  for x in items):
+            raise SkillError("sweep `localize` is a list of mappings, each with a `skill`")
+        known = {f.name for f in fields(GraftRecipe)} | LOCALIZE_KEYS
+        entries = []
+        for x in items:
+            what = f"localize {x['skill']}"
+            unknown = sorted(set(x) - known)
+            if unknown:
+                raise SkillError(f"{what}: unknown field(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known))}")
+            sparsities = _sparsities(x.get("sparsity", 0.01), what)
+            rest = {k: v for k, v in x.items() if k not in LOCALIZE_KEYS}
+            for sp in sparsities:  # every value checked before any job runs
+                try:
+                    _build(GraftRecipe, what, {**rest, "sparsity": sp}).check()
+                except TypeError as e:
+                    raise SkillError(f"{what}: {e}") from None
+            entries.append({"skill": str(x["skill"]), "sparsity": sparsities,
+                            "n_eval": int(x.get("n_eval", 200)), "fields": rest})
+        return entries
 
     def _train_spec(self, entry: dict) -> dict:
         from ..acquire.lora import LoraRecipe
@@ -147,6 +220,29 @@ class Plan:
                 skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
             else:
                 jobs.append(job)
+        return jobs, skipped
+
+    def localize(self) -> tuple[list[Job], list[JobResult]]:
+        jobs, skipped = [], []
+        for entry in self.localize_entries:
+            try:
+                skill = self.lib.get(self._ref(entry["skill"]))
+            except LibraryError as e:
+                for sp in entry["sparsity"]:
+                    job = Job("localize", {"source": entry["skill"], "sparsity": sp},
+                              f"localize {entry['skill']}-graft-{sp:g}")
+                    skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                continue
+            for sp in entry["sparsity"]:
+                job = localize_job(self.base, skill, sp, entry["n_eval"], **entry["fields"])
+                name = job.label.removeprefix("localize ")
+                done = _has_recipe(self.lib, name, self.base.fingerprint,
+                                   {**job.spec["recipe"], "method": "graft",
+                                    "source": skill.ref}, entry["n_eval"])
+                if done:
+                    skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
+                else:
+                    jobs.append(job)
         return jobs, skipped
 
     def compose(self) -> tuple[list[Job], list[JobResult]]:
@@ -220,7 +316,7 @@ def run_sweep(lib: Library, config: dict[str, Any], executor: Executor,
         if progress is not None:
             progress(count, total)
 
-    for stage in (plan.train, plan.compose, plan.eval):
+    for stage in (plan.train, plan.localize, plan.compose, plan.eval):
         jobs, settled = stage()  # planned only now: it sees what earlier stages stored
         for r in settled:
             tick(r)
