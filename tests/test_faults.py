@@ -110,30 +110,32 @@ def test_sigkill_mid_add_leaves_no_partial_skill(home, tmp_path):
 
 
 # -- many writers at once -----------------------------------------------------------------
-def _worker(home, k, go, versions):
+def _worker(home, k, go, versions, journal=None):
     go.wait()
-    lib = Library.open(home)
+    lib = Library.open(home, journal=journal)
     for j in range(5):
         lib.add(Skill(f"w{k}-s{j}", "delta", FP, {"w": torch.full((64,), float(k * 10 + j))}))
         s = lib.add(Skill("shared", "delta", FP, {"w": torch.full((64,), k * 10 + j + 0.5)}))
         versions.put(s.version)
 
 
-def _collector(home, go, rounds):
+def _collector(home, go, rounds, journal=None):
     go.wait()
-    lib = Library.open(home)
+    lib = Library.open(home, journal=journal)
     for _ in range(rounds):
         lib.gc()
         time.sleep(0.005)
 
 
-def test_eight_writers_at_once(home):
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_eight_writers_at_once(home, journal):
     """8 processes open a fresh library together and each add 5 new skills and 5 versions of one
-    shared name, while a ninth runs `gc` in a loop."""
+    shared name, while a ninth runs `gc` in a loop — with WAL (one host) and with the
+    rollback journal a home on a network file system gets."""
     ctx = _context()
     go, versions = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(home), k, go, versions)) for k in range(8)]
-    procs.append(ctx.Process(target=_collector, args=(str(home), go, 40)))
+    procs = [ctx.Process(target=_worker, args=(str(home), k, go, versions, journal)) for k in range(8)]
+    procs.append(ctx.Process(target=_collector, args=(str(home), go, 40, journal)))
     for p in procs:
         p.start()
     go.set()
@@ -143,7 +145,9 @@ def test_eight_writers_at_once(home):
         assert p.exitcode == 0
     assert sorted(reported) == list(range(1, 41))
 
-    with Library.open(home) as lib:
+    with Library.open(home, journal=journal) as lib:
+        assert lib.journal == journal
+        assert lib.conn.execute("PRAGMA journal_mode").fetchone()[0] == journal
         rows = lib.list()
         names = [r.name for r in rows]
         assert len(names) == len(set(names)) == 41

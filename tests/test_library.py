@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skillbank.base import BaseMismatch, fingerprint
-from skillbank.library import SCHEMA_VERSION, Library, LibraryError
+from skillbank.library import SCHEMA_VERSION, Library, LibraryError, filesystem_type, journal_mode
 from skillbank.skill import Skill, SkillError
 
 FP = "ab" * 32
@@ -275,3 +275,50 @@ def test_add_base_when_another_process_registers_it_first(home, tiny_llama_dir, 
         b = lib.add_base("tiny", tiny_llama_dir)
         assert fingerprint(b.path) == b.fingerprint
         assert list((home / "tmp").iterdir()) == []
+
+
+# -- journal mode: WAL on one host, the rollback journal on a network file system ----------
+MOUNTS = """\
+/dev/vda1 / ext4 rw,relatime 0 0
+proc /proc proc rw 0 0
+server:/export /mnt/shared nfs4 rw,vers=4.2 0 0
+/dev/vdb1 /mnt/shared/local ext4 rw 0 0
+//nas/skills /mnt/my\\040skills cifs rw 0 0
+"""
+
+
+@pytest.mark.parametrize("path, fstype", [
+    ("/home/me/.skillbank", "ext4"),
+    ("/mnt/shared", "nfs4"),
+    ("/mnt/shared/team/home", "nfs4"),
+    ("/mnt/shared/local/home", "ext4"),        # the longest mount point wins
+    ("/mnt/sharedother", "ext4"),             # a prefix of the name is not a parent
+    ("/mnt/my skills/h", "cifs"),             # octal escapes in /proc/mounts decoded
+])
+def test_filesystem_type_from_proc_mounts(path, fstype):
+    assert filesystem_type(path, MOUNTS) == fstype
+
+
+def test_journal_mode_choice(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKILLBANK_JOURNAL", raising=False)
+    assert journal_mode(tmp_path, "delete") == "delete"
+    monkeypatch.setenv("SKILLBANK_JOURNAL", "DELETE")
+    assert journal_mode(tmp_path) == "delete"
+    assert journal_mode(tmp_path, "wal") == "wal"          # an explicit request wins
+    monkeypatch.setenv("SKILLBANK_JOURNAL", "truncate")
+    with pytest.raises(LibraryError, match="journal mode must be one of wal, delete"):
+        journal_mode(tmp_path)
+    monkeypatch.delenv("SKILLBANK_JOURNAL")
+    monkeypatch.setattr("skillbank.library.Path.read_text",
+                        lambda self, *a, **k: f"srv:/x {tmp_path.resolve()} nfs rw 0 0\n")
+    assert journal_mode(tmp_path) == "delete"               # detected: a network file system
+
+
+def test_library_opens_in_the_chosen_journal_mode(tmp_path):
+    with Library.open(tmp_path / "h", journal="delete") as lib:
+        assert lib.journal == "delete"
+        assert lib.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        lib.add(Skill("s", "delta", "f" * 64, {"w": torch.ones(3)}))
+    with Library.open(tmp_path / "h", journal="wal") as lib:    # switched back when alone
+        assert lib.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert torch.equal(lib.get("s").tensors["w"], torch.ones(3))

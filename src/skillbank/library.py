@@ -2,7 +2,8 @@
 
 Layout of a home directory::
 
-    catalog.sqlite        skills, versions, aliases, bases, results (WAL mode)
+    catalog.sqlite        skills, versions, aliases, bases, results (WAL mode; rollback
+                          journal on a network file system, see :func:`journal_mode`)
     blobs/ab/abcd…        tensors of a skill, named by the sha256 of the file's bytes
     bases/<fingerprint>/  registered base model directories
     tmp/                  files being written (pid in the name; `gc` clears dead ones)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -64,6 +66,51 @@ def default_home() -> Path:
     return Path(os.environ.get("SKILLBANK_HOME") or Path.home() / ".skillbank")
 
 
+# File systems a home may share between hosts. SQLite's WAL mode needs every process on one
+# host (its index lives in shared memory); the rollback journal relies on POSIX file locks,
+# which these implement across hosts when configured as their docs say.
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "lustre", "gpfs", "beegfs", "ceph",
+    "glusterfs", "ocfs2", "gfs2", "fuse.sshfs", "fuse.ceph", "fuse.glusterfs", "fuse.s3fs",
+})
+JOURNAL_MODES = ("wal", "delete")
+
+
+def filesystem_type(path: str | Path, mounts: str) -> str | None:
+    """The file system type of ``path`` from the text of ``/proc/mounts``: the entry with
+    the longest mount point that contains the path (octal escapes such as ``\\040``
+    decoded), or None if no entry matches."""
+    path = Path(path)
+    best, fstype = -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+        if (path == Path(point) or Path(point) in path.parents) and len(point) > best:
+            best, fstype = len(point), fields[2]
+    return fstype
+
+
+def journal_mode(home: Path, requested: str | None = None) -> str:
+    """The catalog's SQLite journal mode: ``requested``, else ``$SKILLBANK_JOURNAL``, else
+    ``delete`` (rollback journal) when the home is on a network file system (NFS, CIFS,
+    Lustre, ...: :data:`NETWORK_FILESYSTEMS`, read from ``/proc/mounts``) and ``wal``
+    otherwise. Every process opening one home must agree, which they do when they see the
+    same mount."""
+    mode = (requested or os.environ.get("SKILLBANK_JOURNAL") or "").lower()
+    if mode:
+        if mode not in JOURNAL_MODES:
+            raise LibraryError(f"journal mode must be one of {', '.join(JOURNAL_MODES)}, got {mode!r}")
+        return mode
+    try:
+        mounts = Path("/proc/mounts").read_text()
+    except OSError:
+        return "wal"
+    fstype = filesystem_type(home.resolve(), mounts)
+    return "delete" if fstype in NETWORK_FILESYSTEMS else "wal"
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """``name``, ``name@3`` or ``name@alias`` → (name, version-or-alias or None)."""
     name, _, sel = ref.partition("@")
@@ -107,10 +154,13 @@ class Library:
         self.home = home
         self.conn = conn
         self.last_add_new: bool | None = None  # did the last `add` make a new version?
+        self.journal = "wal"  # the catalog's SQLite journal mode (set by `open`)
 
     # -- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, home: str | Path | None = None) -> Library:
+    def open(cls, home: str | Path | None = None, journal: str | None = None) -> Library:
+        """Open (creating if needed) the library at ``home``; ``journal`` overrides the
+        catalog's journal mode (see :func:`journal_mode`)."""
         home = Path(home) if home is not None else default_home()
         try:
             for sub in ("blobs", "bases", "tmp"):
@@ -119,9 +169,15 @@ class Library:
             raise LibraryError(f"cannot create library home {home}: {e.strerror}") from None
         conn = sqlite3.connect(home / "catalog.sqlite", timeout=60, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 60000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        mode = journal_mode(home, journal)
+        got = conn.execute(f"PRAGMA journal_mode = {mode.upper()}").fetchone()[0]
+        if got.lower() != mode:
+            conn.close()
+            raise LibraryError(f"library {home}: cannot switch the catalog to journal mode {mode} "
+                               f"(it is {got}; another process has it open?)")
         conn.execute("PRAGMA synchronous = FULL")
         lib = cls(home, conn)
+        lib.journal = mode
         with lib._tx():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
