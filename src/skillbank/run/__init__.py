@@ -17,6 +17,7 @@ atomic writes mean a dead worker leaves nothing half-written.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,10 +146,8 @@ def get_executor(name: str | None = None, address: str | None = None,
 
         return LocalExecutor(workers=workers, threads=threads)
     if name == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise SkillError("the ray executor needs Ray: pip install 'skillbank[ray]'") from None
+        if importlib.util.find_spec("ray") is None:  # not imported here: see run/ray.py
+            raise SkillError("the ray executor needs Ray: pip install 'skillbank[ray]'")
         from .ray import RayExecutor
 
         return RayExecutor(address=address or os.environ.get("RAY_ADDRESS"), workers=workers,

@@ -15,12 +15,34 @@ Ray sets ``OMP_NUM_THREADS=1`` for tasks without ``num_cpus``; the actors reserv
 
 from __future__ import annotations
 
-import ray
-from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+import os
+from pathlib import Path
 
-from ..skill import SkillError
-from . import Attempts, Executor, Job, JobResult, OnResult, job_spec, one_line
-from .jobs import Worker
+
+def _attach_auth_token() -> None:
+    """Send this machine's Ray token when joining a running cluster.
+
+    Ray ≥ 2.59 turns token authentication on for a head started with ``ray start --head``
+    whenever a token file exists (``~/.ray/auth_token``), but ``ray.init(address=...)``
+    attaches the token only when ``RAY_AUTH_MODE=token`` is set — a known Ray issue, noted
+    in the review of ray-project/ray#64755 — so joining fails with "InvalidAuthToken". The
+    variable is read when ``ray`` is imported, hence this runs before the import. Measured
+    here on Ray 2.60: a sweep with ``--address`` of such a head fails without it and runs
+    with it. An explicit ``RAY_AUTH_MODE`` is left alone."""
+    has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                 or (Path.home() / ".ray" / "auth_token").is_file())
+    if has_token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+_attach_auth_token()
+
+import ray  # noqa: E402  (after the token check above)
+from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError  # noqa: E402
+
+from ..skill import SkillError  # noqa: E402
+from . import Attempts, Executor, Job, JobResult, OnResult, job_spec, one_line  # noqa: E402
+from .jobs import Worker  # noqa: E402
 
 
 @ray.remote(max_restarts=0)
