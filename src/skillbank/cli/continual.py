@@ -1,14 +1,17 @@
-"""``skillbank continual``: learn tasks in sequence with one strategy; print R and the metrics."""
+"""``skillbank continual``: learn tasks in sequence with one or several strategies; print R
+and the metrics. Several strategies (or --executor / --address / --workers) run one
+``continual`` job each (``run.jobs.continual_job``) on an executor."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..skill import SkillError
-from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
+from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table
 
 PANEL = "Acquire and evaluate"
 
@@ -16,7 +19,9 @@ PANEL = "Acquire and evaluate"
 @app.command("continual", rich_help_panel=PANEL)
 def continual_cmd(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks, learned in this order.")],
-    strategy: Annotated[str, typer.Option(help="seq, replay, ewc, olora or expand.")] = "seq",
+    strategy: Annotated[str, typer.Option(help=(
+        "seq, replay, ewc, olora or expand; several, comma-separated (seq,replay,ewc), "
+        "run one continual job each."))] = "seq",
     world: Annotated[str, typer.Option(help="World of the tasks.")] = "strings",
     base: Annotated[
         str | None, typer.Option(help="Base name or fingerprint (default: the demo's base).")
@@ -51,21 +56,32 @@ def continual_cmd(
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Report directory (default ./skillbank-continual/STRATEGY)."),
-    ] = None,
+        typer.Option("--out", help=(
+            "Report directory (default ./skillbank-continual/STRATEGY, or S1-S2-… for "
+            "several)."))] = None,
     as_json: JsonOpt = False,
+    executor: Annotated[str | None, typer.Option(
+        help="Run one job per strategy on local (--workers N) or ray; "
+             "default: in this process.")] = None,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Learn skills one after another and measure forgetting and transfer.
 
     Fills R[t][i] (accuracy on task i after task t) and reports ACC, BWT, FWT, forgetting
-    (avalanche and Chaudhry) and, with --joint, intransigence."""
+    (avalanche and Chaudhry) and, with --joint, intransigence.
+
+    With several strategies, or --executor / --address / --workers, each strategy's whole
+    sequence is one job (as in `skillbank sweep`); the joint reference (--joint) is trained
+    once, in this process, and shared by every job."""
     from ..acquire.continual import ContinualConfig, joint_reference, run_continual
     from ..report.html import write_report
     from ..repro.continual import continual_sections
 
+    strategies = list(dict.fromkeys(csv_list(strategy)))
     cfg = ContinualConfig(
         tasks=csv_list(tasks),
-        strategy=strategy,
+        strategy=strategies[0],
         world=world,
         steps=steps,
         batch_size=batch_size,
@@ -75,7 +91,12 @@ def continual_cmd(
         curve_points=curve_points,
         seed=seed,
     )
-    cfg.check()
+    for s in strategies:
+        replace(cfg, strategy=s).check()
+    from ..run import EXECUTORS
+
+    if executor is not None and executor not in EXECUTORS:  # before any training
+        raise SkillError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     from ..worlds import get_world
 
     known = get_world(world).tasks()
@@ -91,6 +112,10 @@ def continual_cmd(
     b_ = _base(library, base)
     ui = Ui(as_json)
     a_star = joint_reference(library, b_, cfg, ui) if joint else None
+    if len(strategies) > 1 or executor or address or workers:
+        return _continual_jobs(library, b_, cfg, strategies, a_star, out_dir, executor,
+                               address, workers, as_json)
+    strategy = strategies[0]
     run = run_continual(library, b_, cfg, ui, joint=a_star)
     report_dir = out_dir or Path("skillbank-continual") / strategy
     report = write_report(
@@ -113,6 +138,54 @@ def continual_cmd(
         return emit(result)
     print_run(run)
     out.print(f"report: {report}")
+
+
+def _continual_jobs(library, base, cfg, strategies: list[str], a_star, out_dir,
+                    executor: str | None, address: str | None, workers: int | None,
+                    as_json: bool) -> None:
+    """One ``continual`` job per strategy on an executor; R and metrics of each, one report."""
+    from ..acquire.continual import ContinualRun
+    from ..report.html import write_report
+    from ..repro.continual import continual_sections
+    from ..run import Job, get_executor
+
+    jobs = [Job("continual", {"config": asdict(replace(cfg, strategy=s)), "base": base.name,
+                              "joint": a_star}, label=f"continual {s}") for s in strategies]
+    ui = Ui(as_json)
+    with get_executor(executor, address, workers) as ex, \
+            ui.bar(f"continual {','.join(strategies)} ({ex.name} × {ex.workers})",
+                   len(jobs)) as step:
+        count = iter(range(1, len(jobs) + 1))
+        done = ex.run(library.home, jobs, on_result=lambda _: step(next(count), None))
+        ex_name, ex_workers = ex.name, ex.workers
+    runs, failed = [], []
+    for s, r in zip(strategies, done, strict=True):
+        if r.status == "done":
+            runs.append(ContinualRun(**r.result))
+        else:
+            failed.append({"strategy": s, "label": r.job.label, "error": r.error})
+    report = None
+    if runs:
+        report_dir = out_dir or Path("skillbank-continual") / "-".join(strategies)
+        report = str(write_report(report_dir, f"skillbank continual {', '.join(strategies)}",
+                                  continual_sections(report_dir, runs)))
+    if as_json:
+        emit({"strategies": strategies, "tasks": cfg.tasks, "joint": a_star,
+              "executor": ex_name, "workers": ex_workers,
+              "runs": {run.config["strategy"]: {
+                  "R": run.R, "R_stderr": run.R_stderr, "b": run.b, "metrics": run.metrics,
+                  "skills": run.skills, "extra": run.extra, "curves": run.curves}
+                  for run in runs},
+              "failed": failed, "report": report})
+    else:
+        for run in runs:
+            print_run(run)
+        for f in failed:
+            out.print(f"failed {f['label']}: {f['error']}")
+        if report:
+            out.print(f"report: {report}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _base(library, name: str | None):

@@ -13,7 +13,8 @@ The kinds call the existing functions: ``train`` → ``acquire.lora.train_lora``
 ``verify`` → ``transfer.rank.verify_run`` (one fine-tune of ``transfer --verify``; it
 stores nothing, the result is returned); ``localize`` → ``repro.graft.ensure_graft`` (a
 stored graft of the skill made by the same recipe and ``n_eval`` is re-used, else
-``localize.ops.localize`` + ``Library.add`` as ``SKILL-graft-SPARSITY``).
+``localize.ops.localize`` + ``Library.add`` as ``SKILL-graft-SPARSITY``); ``continual``
+→ ``acquire.continual.run_continual`` (one strategy's whole sequence).
 """
 
 from __future__ import annotations
@@ -203,9 +204,31 @@ def localize_job(worker: Worker, lib: Library, spec: dict) -> dict:
             "relative_gain": m["relative_gain"]}
 
 
+class _QuietContinualUi(_QuietUi):
+    """``run_continual``'s ui in a worker: no bars, no per-task lines."""
+
+    def say(self, msg: str) -> None:
+        pass
+
+
+def continual_job(worker: Worker, lib: Library, spec: dict) -> dict:
+    """One strategy's whole task sequence: ``acquire.continual.run_continual`` for the
+    ``ContinualConfig`` in ``spec["config"]`` (a dict) on base ``spec["base"]`` (by name),
+    with the optional joint reference ``spec["joint"]`` (accuracy per task). It stores the
+    skills and the result as in-process; the run's fields (R, b, metrics, refs) come back."""
+    from dataclasses import asdict
+
+    from ..acquire.continual import ContinualConfig, run_continual
+
+    cfg = ContinualConfig(**spec["config"])
+    run = run_continual(lib, lib.base(spec["base"]), cfg, _QuietContinualUi(),
+                        joint=spec.get("joint"))
+    return asdict(run)
+
+
 KINDS: dict[str, Callable[[Worker, Library, dict], dict]] = {
     "train": train_job, "compose": compose_job, "eval": eval_job, "verify": verify_job,
-    "localize": localize_job,
+    "localize": localize_job, "continual": continual_job,
 }
 
 
