@@ -16,13 +16,20 @@ from skillbank.skill import Skill
 from skillbank.worlds import get_world
 
 
-def tiny_strings_library(root: Path) -> tuple[Library, Base, object]:
-    """A library at ``root/home`` holding an untrained tiny Llama (hidden 32, 2 layers) with
-    the strings world's character tokenizer, registered as base ``tiny``."""
+def tiny_strings_model(path: Path):
+    """Write an untrained tiny Llama (hidden 32, 2 layers, seed 0) with the strings world's
+    character tokenizer to the directory ``path``; returns the tokenizer."""
     tok = char_tokenizer(get_world("strings").charset())
     torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
+    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return tok
+
+
+def tiny_strings_library(root: Path) -> tuple[Library, Base, object]:
+    """A library at ``root/home`` holding :func:`tiny_strings_model` (written to
+    ``root/model``), registered as base ``tiny``."""
+    tok = tiny_strings_model(root / "model")
     lib = Library.open(root / "home")
     return lib, lib.add_base("tiny", root / "model", kind="causal"), tok
 

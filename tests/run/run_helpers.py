@@ -1,4 +1,4 @@
-"""Shared by the tests of skillbank.run: a tiny base in a library, a small sweep, and job
+"""Shared by the tests of skillbank.run: a home with the tiny base, a small sweep, and job
 kinds that misbehave on purpose (imported by Ray workers through PYTHONPATH)."""
 
 from __future__ import annotations
@@ -6,26 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from skillbank.library import Library
 
 TASKS = ["rot", "rev"]
-
-
-def tiny_base_dir(path: Path) -> Path:
-    """A freshly initialised tiny Llama + char tokenizer for the strings world."""
-    from transformers import LlamaForCausalLM
-
-    from skillbank.acquire.data import char_tokenizer
-    from skillbank.acquire.pretrain import tiny_config
-    from skillbank.worlds.strings import StringsWorld
-
-    tok = char_tokenizer(StringsWorld().charset())
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_config(len(tok), "tiny", tok)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def make_home(home: Path, model_dir: Path) -> Path:

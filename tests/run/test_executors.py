@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from run_helpers import make_home, small_sweep, tiny_base_dir
+from run_helpers import make_home, small_sweep
 
 from skillbank.library import Library
 from skillbank.run import MAX_ATTEMPTS, Job, get_executor
@@ -19,11 +19,6 @@ from skillbank.skill import SkillError
 
 HERE = Path(__file__).parent
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'skillbank[ray]'")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_base_dir(tmp_path_factory.mktemp("run") / "model")
 
 
 @pytest.fixture(scope="module")

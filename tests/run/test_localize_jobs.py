@@ -7,11 +7,10 @@ import re
 from dataclasses import replace
 
 import pytest
-from run_helpers import make_home, small_sweep, tiny_base_dir
+from run_helpers import small_sweep
 from typer.testing import CliRunner
 
 from skillbank.cli import app
-from skillbank.library import Library
 from skillbank.localize.ops import localize
 from skillbank.repro.graft import recipe_for
 from skillbank.run import get_executor
@@ -20,17 +19,6 @@ from skillbank.run.sweep import Plan, run_sweep
 # a graft recipe small enough for the tiny base: 3 mask steps, 4 held-out inputs
 SMALL = {"steps": 3, "n_train": 16, "n_val": 8, "batch_size": 8}
 N_EVAL = 4
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_base_dir(tmp_path_factory.mktemp("localize-jobs") / "model")
-
-
-@pytest.fixture
-def lib(tmp_path, model_dir):
-    with Library.open(make_home(tmp_path / "home", model_dir)) as library:
-        yield library
 
 
 def sweep(sparsity, **fields) -> dict:

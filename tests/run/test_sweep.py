@@ -7,26 +7,14 @@ import json
 import pytest
 import torch
 import yaml
-from run_helpers import TASKS, make_home, small_sweep, tiny_base_dir
+from run_helpers import TASKS, small_sweep
 from typer.testing import CliRunner
 
 from skillbank.cli import app
 from skillbank.compose.ops import MergeSpec, merge_skills
 from skillbank.evaluate.suites import eval_matrix
-from skillbank.library import Library
 from skillbank.run import get_executor
 from skillbank.run.sweep import Plan, run_sweep
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_base_dir(tmp_path_factory.mktemp("sweep") / "model")
-
-
-@pytest.fixture
-def lib(tmp_path, model_dir):
-    with Library.open(make_home(tmp_path / "home", model_dir)) as library:
-        yield library
 
 
 def test_sweep_stores_what_the_direct_calls_make(lib):
