@@ -178,15 +178,20 @@ def verify_job(worker: Worker, lib: Library, spec: dict) -> dict:
 
 
 class _QuietUi:
-    """The ``ui`` ``ensure_graft`` wants, in a worker: no bars; notes if it localized."""
+    """The ``ui`` the library's long-running functions take, in a worker: no bars, no
+    messages. ``worked`` records whether a bar was opened, i.e. whether something was made
+    rather than re-used (``ensure_graft`` opens one only to localize)."""
 
     def __init__(self):
-        self.localized = False
+        self.worked = False
 
     @contextmanager
     def bar(self, desc: str, total: int):
-        self.localized = True
+        self.worked = True
         yield lambda step, loss: None
+
+    def say(self, msg: str) -> None:
+        pass
 
 
 def localize_job(worker: Worker, lib: Library, spec: dict) -> dict:
@@ -200,15 +205,8 @@ def localize_job(worker: Worker, lib: Library, spec: dict) -> dict:
     g = ensure_graft(lib, lib.base(spec["base"]), skill, GraftRecipe(**spec["recipe"]),
                      int(spec["n_eval"]), ui)
     m = g.metrics["localization"]
-    return {"ref": g.ref, "new": ui.localized, "size": m["size"], "fraction": m["fraction"],
+    return {"ref": g.ref, "new": ui.worked, "size": m["size"], "fraction": m["fraction"],
             "relative_gain": m["relative_gain"]}
-
-
-class _QuietContinualUi(_QuietUi):
-    """``run_continual``'s ui in a worker: no bars, no per-task lines."""
-
-    def say(self, msg: str) -> None:
-        pass
 
 
 def continual_job(worker: Worker, lib: Library, spec: dict) -> dict:
@@ -221,7 +219,7 @@ def continual_job(worker: Worker, lib: Library, spec: dict) -> dict:
     from ..acquire.continual import ContinualConfig, run_continual
 
     cfg = ContinualConfig(**spec["config"])
-    run = run_continual(lib, lib.base(spec["base"]), cfg, _QuietContinualUi(),
+    run = run_continual(lib, lib.base(spec["base"]), cfg, _QuietUi(),
                         joint=spec.get("joint"))
     return asdict(run)
 
