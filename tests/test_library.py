@@ -322,3 +322,18 @@ def test_library_opens_in_the_chosen_journal_mode(tmp_path):
     with Library.open(tmp_path / "h", journal="wal") as lib:    # switched back when alone
         assert lib.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert torch.equal(lib.get("s").tensors["w"], torch.ones(3))
+
+
+def test_find_by_recipe(tmp_path):
+    """`find`: the latest version with this base and recipe (key order and tuple/list
+    don't matter) whose manifest passes `where`; None otherwise."""
+    fp, other = "a" * 64, "b" * 64
+    with Library.open(tmp_path / "h") as lib:
+        for i, (base, recipe) in enumerate([(fp, {"lr": 1, "t": [1, 2]}), (other, {"lr": 1, "t": [1, 2]}),
+                                            (fp, {"lr": 2}), (fp, {"t": [1, 2], "lr": 1})]):
+            lib.add(Skill("s", "delta", base, {"w": torch.full((2,), float(i))}, recipe=recipe))
+        assert lib.find("s", fp, {"t": (1, 2), "lr": 1}) == "s@4"
+        assert lib.find("s", other, {"lr": 1, "t": [1, 2]}) == "s@2"
+        assert lib.find("s", fp, {"lr": 1, "t": [1, 2]}, where=lambda m: m["version"] < 4) == "s@1"
+        assert lib.find("s", fp, {"lr": 3}) is None
+        assert lib.find("never-made", fp, {}) is None

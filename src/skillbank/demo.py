@@ -24,9 +24,9 @@ from typing import Any
 
 from .acquire.lora import LoraRecipe, train_lora
 from .acquire.pretrain import BaseRecipe, ensure_base, find_base
-from .evaluate.suites import eval_matrix
 from .base import Base
-from .library import Library, LibraryError
+from .evaluate.suites import eval_matrix
+from .library import Library
 from .report.html import Section, write_report
 from .report.plots import curves, heatmap
 from .skill import Skill
@@ -65,18 +65,6 @@ def demo_executor(cfg: DemoConfig):
     return get_executor(cfg.executor, cfg.address, cfg.workers)
 
 
-def find_skill(lib: Library, name: str, base_fp: str, recipe: dict):
-    """The latest version of ``name`` made by exactly this recipe on this base, or None."""
-    try:
-        rows = lib.versions(name)
-    except LibraryError:
-        return None
-    for row in reversed(rows):
-        if row.base == base_fp and row.manifest.get("recipe") == recipe:
-            return lib.get(f"{row.name}@{row.version}")
-    return None
-
-
 def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui,
                        executor=None) -> tuple[Base, list[Skill]]:
     """The demo's base and one LoRA skill per task, trained now or re-used by recipe.
@@ -102,7 +90,8 @@ def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui,
         recipe = LoraRecipe(world=cfg.base.world, task=task, rank=cfg.rank, alpha=2 * cfg.rank,
                             steps=cfg.steps, seed=cfg.seed)
         name = f"{cfg.base.world}-{task}"
-        skill = find_skill(lib, name, base.fingerprint, recipe.as_dict())
+        ref = lib.find(name, base.fingerprint, recipe.as_dict())
+        skill = lib.get(ref) if ref else None
         if skill is None and executor is not None:
             pending.append((len(skills), name, recipe))
         elif skill is None:

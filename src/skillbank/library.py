@@ -22,7 +22,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .base import Base, detect_kind, fingerprint, read_config, weight_files
-from .skill import Skill, SkillError, check_name, content_hash
+from .skill import Skill, SkillError, canonical_json, check_name, content_hash
 
 SCHEMA_VERSION = 1
 RESERVED_ALIASES = {"latest"}
@@ -323,6 +323,22 @@ class Library:
         if not rows:
             raise LibraryError(f"no skill named {name!r} in {self.home}")
         return rows
+
+    def find(self, name: str, base: str, recipe: dict[str, Any],
+             where: Callable[[dict[str, Any]], bool] | None = None) -> str | None:
+        """The ref of the latest version of ``name`` made on base ``base`` (a fingerprint) by
+        exactly ``recipe`` (compared as canonical JSON) and whose manifest passes ``where``,
+        or None: how a step re-uses what an earlier run already made."""
+        try:
+            rows = self.versions(name)
+        except LibraryError:
+            return None
+        want = canonical_json(recipe)
+        for row in reversed(rows):
+            if row.base == base and canonical_json(row.manifest.get("recipe", {})) == want \
+                    and (where is None or where(row.manifest)):
+                return f"{row.name}@{row.version}"
+        return None
 
     def tags(self, name: str, version: int | None = None) -> list[str]:
         rows = self.conn.execute(

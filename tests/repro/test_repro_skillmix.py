@@ -9,7 +9,6 @@ import json
 import pytest
 
 from skillbank.cli.core import Ui
-from skillbank.demo import find_skill
 from skillbank.library import Library
 from skillbank.repro import run_repro
 from skillbank.repro import skillmix as rs
@@ -57,7 +56,7 @@ def test_chain_skill_stored_and_found_by_recipe(quick):
     [row] = lib.versions(rs.CHAIN_SKILL)
     skill = lib.get(f"{row.name}@{row.version}")
     assert skill.ref == res["figures"]["chain_skill"]
-    assert find_skill(lib, rs.CHAIN_SKILL, skill.base, skill.recipe).ref == skill.ref
+    assert lib.find(rs.CHAIN_SKILL, skill.base, skill.recipe) == skill.ref
     tasks = skill.recipe["task"].split(",")
     assert len(tasks) == res["figures"]["train_tasks"]
     held = {"+".join(p) for p in res["figures"]["held_out_pairs"]}

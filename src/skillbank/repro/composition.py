@@ -42,7 +42,7 @@ from ..compose.measure import normalised
 from ..compose.ops import MergeSpec, aligned_deltas, merge_skills
 from ..compose.route import load_routed, router_recipe, train_router
 from ..compose.scalearn import VARIANTS, ScaLearnRecipe, train_scalearn
-from ..demo import DemoConfig, ensure_demo_skills, find_skill
+from ..demo import DemoConfig, ensure_demo_skills
 from ..evaluate.suites import evaluate_model
 from ..report.html import Section
 from ..report.plots import heatmap
@@ -223,8 +223,11 @@ def compare(
     if "router" in methods:
         t0 = time.perf_counter()
         recipe = router_recipe(WORLD, tasks, scale.router_steps, scale.router_lr, scale.router_batch, seed)
-        r = find_skill(lib, ROUTER_NAME, base.fingerprint, recipe)
-        if r is None or r.config["members"] != [s.ref for s in skills]:
+        members = [s.ref for s in skills]
+        ref = lib.find(ROUTER_NAME, base.fingerprint, recipe,
+                       where=lambda m: m["config"]["members"] == members)
+        r = lib.get(ref) if ref else None
+        if r is None:
             with ui.bar("router", scale.router_steps) as step:
                 r = lib.add(train_router(
                     ROUTER_NAME,

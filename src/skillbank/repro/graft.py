@@ -45,7 +45,7 @@ from ..acquire.pretrain import BaseRecipe
 from ..compose.measure import normalised, normalised_accuracy
 from ..compose.ops import MergeSpec, merge_skills
 from ..demo import DemoConfig, ensure_demo_skills
-from ..library import Library, LibraryError
+from ..library import Library
 from ..localize.ops import GraftRecipe, localize
 from ..localize.overlap import overlap_vs_transfer
 from ..report.html import Section
@@ -73,19 +73,18 @@ def recipe_for(skill: Skill, sparsity: float, seed: int, **overrides) -> GraftRe
                        world_args=dict(skill.recipe.get("world_args") or {}), **overrides)
 
 
+def graft_n_eval(manifest: dict) -> int | None:
+    """How many held-out inputs a stored graft was evaluated on (part of its identity)."""
+    return manifest.get("metrics", {}).get("localization", {}).get("n_eval")
+
+
 def ensure_graft(lib: Library, base, skill: Skill, recipe: GraftRecipe, n_eval: int, ui) -> Skill:
     """The stored graft of ``skill`` made by exactly ``recipe`` and ``n_eval``, or a new one."""
     name = graft_name(skill, recipe.sparsity)
-    want = recipe.as_dict() | {"source": skill.ref}
-    try:
-        rows = lib.versions(name)
-    except LibraryError:
-        rows = []
-    for row in reversed(rows):
-        loc = row.manifest.get("metrics", {}).get("localization", {})
-        if row.base == base.fingerprint and row.manifest.get("recipe") == want \
-                and loc.get("n_eval") == n_eval:
-            return lib.get(f"{row.name}@{row.version}")
+    ref = lib.find(name, base.fingerprint, recipe.as_dict() | {"source": skill.ref},
+                   where=lambda m: graft_n_eval(m) == n_eval)
+    if ref:
+        return lib.get(ref)
     with ui.bar(f"localize {skill.name} at {recipe.sparsity:g}", recipe.steps) as step:
         made = localize(base, skill, recipe, name=name, n_eval=n_eval, progress=step)
     return lib.add(made)

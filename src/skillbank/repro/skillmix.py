@@ -47,7 +47,7 @@ import torch
 from ..acquire.lora import LoraRecipe, train_lora
 from ..acquire.pretrain import BaseRecipe, ensure_base, find_base
 from ..compose.logits import upscale_eval
-from ..demo import DemoConfig, ensure_demo_skills, find_skill
+from ..demo import DemoConfig, ensure_demo_skills
 from ..evaluate.skillmix import (
     CallByCall,
     OneShot,
@@ -100,7 +100,8 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
 
     recipe = LoraRecipe(world=world_name, task=",".join(train_tasks), alpha=2 * chain_hp["rank"],
                         seed=seed, **chain_hp)
-    chain_skill = find_skill(lib, CHAIN_SKILL, base.fingerprint, recipe.as_dict())
+    ref = lib.find(CHAIN_SKILL, base.fingerprint, recipe.as_dict())
+    chain_skill = lib.get(ref) if ref else None
     if chain_skill is None:
         with ui.bar(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", recipe.steps) as step:
             chain_skill = lib.add(train_lora(CHAIN_SKILL, base, recipe, lib.home / "checkpoints",

@@ -83,23 +83,6 @@ def _build(cls, what: str, kwargs: dict):
         raise SkillError(f"{what}: {e}") from None
 
 
-def _has_recipe(lib: Library, name: str, base_fp: str, recipe: dict,
-                n_eval: int | None = None) -> str | None:
-    """The ref of a stored version of ``name`` made by ``recipe`` on this base, if any
-    (with ``n_eval``: a graft also evaluated on that many inputs, as ``ensure_graft``)."""
-    try:
-        rows = lib.versions(name)
-    except LibraryError:
-        return None
-    want = canonical_json(recipe)
-    for r in rows:
-        loc = r.manifest.get("metrics", {}).get("localization", {})
-        if r.base == base_fp and canonical_json(r.manifest.get("recipe", {})) == want \
-                and (n_eval is None or loc.get("n_eval") == n_eval):
-            return f"{r.name}@{r.version}"
-    return None
-
-
 LOCALIZE_KEYS = {"skill", "sparsity", "n_eval"}  # besides the fields of GraftRecipe
 
 
@@ -214,8 +197,8 @@ class Plan:
         jobs, skipped = [], []
         for spec in self.train_specs:
             job = Job("train", spec, f"train {spec['name']}")
-            done = _has_recipe(self.lib, spec["name"], self.base.fingerprint,
-                               LoraRecipe(**spec["recipe"]).as_dict())
+            done = self.lib.find(spec["name"], self.base.fingerprint,
+                                 LoraRecipe(**spec["recipe"]).as_dict())
             if done:
                 skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
             else:
@@ -223,6 +206,8 @@ class Plan:
         return jobs, skipped
 
     def localize(self) -> tuple[list[Job], list[JobResult]]:
+        from ..repro.graft import graft_n_eval
+
         jobs, skipped = [], []
         for entry in self.localize_entries:
             try:
@@ -236,9 +221,9 @@ class Plan:
             for sp in entry["sparsity"]:
                 job = localize_job(self.base, skill, sp, entry["n_eval"], **entry["fields"])
                 name = job.label.removeprefix("localize ")
-                done = _has_recipe(self.lib, name, self.base.fingerprint,
-                                   {**job.spec["recipe"], "method": "graft",
-                                    "source": skill.ref}, entry["n_eval"])
+                done = self.lib.find(name, self.base.fingerprint,
+                                     {**job.spec["recipe"], "method": "graft", "source": skill.ref},
+                                     where=lambda m, n=entry["n_eval"]: graft_n_eval(m) == n)
                 if done:
                     skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
                 else:
@@ -261,8 +246,8 @@ class Plan:
                 skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
                 continue
             job.spec["members"] = members
-            done = _has_recipe(self.lib, name, self.base.fingerprint,
-                               {"method": "merge", **asdict(merge), "members": members})
+            done = self.lib.find(name, self.base.fingerprint,
+                                 {"method": "merge", **asdict(merge), "members": members})
             if done:
                 skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
             else:
