@@ -32,21 +32,22 @@ def test_curriculum_json_and_stored(home_with_bases):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["skill"] == "lego-curriculum-stratified@1" and res["method"] == "stratified"
-    assert set(res["accuracy"]) == {"1", "2", "3", "4", "5"}
+    assert set(res["accuracy"]) == {"1", "2", "3"}  # default: LEGO k=3, clauses in chain order
     with Library.open(home_with_bases) as lib:
         skill = lib.get(res["skill"])
         assert skill.kind == "delta" and skill.recipe["method"] == "curriculum:stratified"
-        assert len(lib.results(res["skill"])) == 5 and lib.results("curriculum:stratified")
+        assert skill.recipe["world_args"] == {"k": 3, "ordered": True}
+        assert len(lib.results(res["skill"])) == 3 and lib.results("curriculum:stratified")
     r = invoke(home_with_bases, "curriculum", "--method", "skill-it", "--base", "lego-t", "--steps", 2,
                "--round-steps", 1, "--batch-size", 2, "--graph-steps", 1, "--n", 3, "--pool", 6)
     assert r.exit_code == 0, r.output
     assert "skill-it on lego" in r.stdout and "skills graph" in r.stdout
-    r = invoke(home_with_bases, "curriculum", "--method", "random", "--base", "lego-t", "--k", 3, "--ordered",
+    r = invoke(home_with_bases, "curriculum", "--method", "random", "--base", "lego-t", "--k", 5, "--shuffled",
                "--steps", 2, "--round-steps", 1, "--batch-size", 2, "--n", 3, "--pool", 6, "--name", "l3", "--json")
     assert r.exit_code == 0, r.output
-    assert set(json.loads(r.stdout)["accuracy"]) == {"1", "2", "3"}
+    assert set(json.loads(r.stdout)["accuracy"]) == {"1", "2", "3", "4", "5"}
     with Library.open(home_with_bases) as lib:
-        assert lib.get("l3").recipe["world_args"] == {"k": 3, "ordered": True}
+        assert lib.get("l3").recipe["world_args"] == {"k": 5, "ordered": False}
 
 
 def test_select_json_and_stored(home_with_bases):

@@ -35,9 +35,11 @@ def curriculum_cmd(
         n: Annotated[int, typer.Option(min=1, help="Held-out examples per skill.")] = 200,
         pool: Annotated[int, typer.Option(min=1, help="Training examples generated per skill.")] = 2000,
         base: Annotated[str | None, typer.Option(help="Registered base (default for lego: the embedded LEGO base).")] = None,
-        k: Annotated[int | None, typer.Option(min=1, help="lego only: number of variables (skills); default 5.")] = None,
-        ordered: Annotated[bool, typer.Option(help="lego only: clauses in chain order, not shuffled "
-                                                     "(the setting `repro skill-it` uses, with --k 3).")] = False,
+        k: Annotated[int | None, typer.Option(min=1, help="lego only: number of variables (skills); default 3.")] = None,
+        ordered: Annotated[bool | None, typer.Option("--ordered/--shuffled", help="lego only: clauses in chain "
+                                                     "order (default) or shuffled. The default k=3 ordered is the "
+                                                     "setting `repro skill-it` uses; shuffled k=5 is not learnt at "
+                                                     "this model size.")] = None,
         name: Annotated[str | None, typer.Option(help="Name of the stored skill (default WORLD-curriculum-METHOD).")] = None,
         seed: int = 0, as_json: JsonOpt = False) -> None:
     """Skill-it: fine-tune on all of a world's skills with an online, random or stratified mixture.
@@ -52,9 +54,9 @@ def curriculum_cmd(
     if method not in METHODS:
         raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     skill_name = check_name(name or f"{world}-curriculum-{method}", "skill name")
-    world_args = {**({"k": k} if k is not None else {}), **({"ordered": True} if ordered else {})}
-    if world_args and world != "lego":
-        raise SkillError("--k and --ordered apply to the lego world only")
+    if world != "lego" and (k is not None or ordered is not None):
+        raise SkillError("--k and --ordered/--shuffled apply to the lego world only")
+    world_args = {"k": 3 if k is None else k, "ordered": ordered is not False} if world == "lego" else {}
     get_world(world, **world_args)
     ui = Ui(as_json)
     library = lib()
