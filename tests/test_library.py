@@ -235,6 +235,20 @@ def test_add_base(home, tiny_llama_dir, tmp_path):
             lib.add_base("x", tmp_path)
 
 
+@pytest.mark.parametrize("bars_on", [True, False])
+def test_load_model_prints_no_loading_bar_and_restores_the_setting(home, tiny_llama_dir, capfd, bars_on):
+    from transformers.utils import logging as hf_logging
+
+    (hf_logging.enable_progress_bar if bars_on else hf_logging.disable_progress_bar)()
+    try:
+        with Library.open(home) as lib:
+            lib.add_base("tiny", tiny_llama_dir).load_model()
+        assert "Loading" not in capfd.readouterr().err
+        assert hf_logging.is_progress_bar_enabled() is bars_on
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def test_apply_and_base_mismatch(home, tiny_llama_dir, make_llama, tmp_path):
     with Library.open(home) as lib:
         x = lib.add_base("x", tiny_llama_dir)

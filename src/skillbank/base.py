@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,22 @@ from .skill import Skill, SkillError, canonical_json
 
 # Config keys that describe how a file was written, not what the model is.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path"}
+
+
+@contextmanager
+def quiet_loading():
+    """Transformers' "Loading weights" progress bar off while a local model loads (a bar for
+    a model read from disk in milliseconds is noise in every script and worker), then
+    restored as it was."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class BaseMismatch(SkillError):
@@ -107,7 +124,8 @@ class Base:
 
     def load_model(self, skills: list[Skill] = (), dtype: torch.dtype = torch.float32):
         """The base model in eval mode, with the static skills' ΔW added to its weights."""
-        model = self.model_class().from_pretrained(self.path, dtype=dtype)
+        with quiet_loading():
+            model = self.model_class().from_pretrained(self.path, dtype=dtype)
         model.eval()
         for skill in skills:
             apply_skill(model, skill, self)
