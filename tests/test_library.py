@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skillbank.base import BaseMismatch, fingerprint
-from skillbank.library import SCHEMA_VERSION, Library, LibraryError, filesystem_type, journal_mode
+from skillbank.journal import filesystem_type, journal_mode
+from skillbank.library import SCHEMA_VERSION, Library, LibraryError
 from skillbank.skill import Skill, SkillError
 
 FP = "ab" * 32
@@ -320,10 +321,10 @@ def test_journal_mode_choice(tmp_path, monkeypatch):
     assert journal_mode(tmp_path) == "delete"
     assert journal_mode(tmp_path, "wal") == "wal"          # an explicit request wins
     monkeypatch.setenv("SKILLBANK_JOURNAL", "truncate")
-    with pytest.raises(LibraryError, match="journal mode must be one of wal, delete"):
+    with pytest.raises(SkillError, match="journal mode must be one of wal, delete"):
         journal_mode(tmp_path)
     monkeypatch.delenv("SKILLBANK_JOURNAL")
-    monkeypatch.setattr("skillbank.library.Path.read_text",
+    monkeypatch.setattr("skillbank.journal.Path.read_text",
                         lambda self, *a, **k: f"srv:/x {tmp_path.resolve()} nfs rw 0 0\n")
     assert journal_mode(tmp_path) == "delete"               # detected: a network file system
 

@@ -3,7 +3,7 @@
 Layout of a home directory::
 
     catalog.sqlite        skills, versions, aliases, bases, results (WAL mode; rollback
-                          journal on a network file system, see :func:`journal_mode`)
+                          journal on a network file system, see ``journal.journal_mode``)
     blobs/ab/abcd…        tensors of a skill, named by the sha256 of the file's bytes
     bases/<fingerprint>/  registered base model directories
     tmp/                  files being written (pid in the name; `gc` clears dead ones)
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -33,6 +32,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .base import Base, detect_kind, fingerprint, read_config, weight_files
+from .journal import journal_mode
 from .skill import Skill, SkillError, canonical_json, check_name, content_hash
 
 SCHEMA_VERSION = 1
@@ -64,51 +64,6 @@ class LibraryError(SkillError):
 
 def default_home() -> Path:
     return Path(os.environ.get("SKILLBANK_HOME") or Path.home() / ".skillbank")
-
-
-# File systems a home may share between hosts. SQLite's WAL mode needs every process on one
-# host (its index lives in shared memory); the rollback journal relies on POSIX file locks,
-# which these implement across hosts when configured as their docs say.
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "lustre", "gpfs", "beegfs", "ceph",
-    "glusterfs", "ocfs2", "gfs2", "fuse.sshfs", "fuse.ceph", "fuse.glusterfs", "fuse.s3fs",
-})
-JOURNAL_MODES = ("wal", "delete")
-
-
-def filesystem_type(path: str | Path, mounts: str) -> str | None:
-    """The file system type of ``path`` from the text of ``/proc/mounts``: the entry with
-    the longest mount point that contains the path (octal escapes such as ``\\040``
-    decoded), or None if no entry matches."""
-    path = Path(path)
-    best, fstype = -1, None
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
-        if (path == Path(point) or Path(point) in path.parents) and len(point) > best:
-            best, fstype = len(point), fields[2]
-    return fstype
-
-
-def journal_mode(home: Path, requested: str | None = None) -> str:
-    """The catalog's SQLite journal mode: ``requested``, else ``$SKILLBANK_JOURNAL``, else
-    ``delete`` (rollback journal) when the home is on a network file system (NFS, CIFS,
-    Lustre, ...: :data:`NETWORK_FILESYSTEMS`, read from ``/proc/mounts``) and ``wal``
-    otherwise. Every process opening one home must agree, which they do when they see the
-    same mount."""
-    mode = (requested or os.environ.get("SKILLBANK_JOURNAL") or "").lower()
-    if mode:
-        if mode not in JOURNAL_MODES:
-            raise LibraryError(f"journal mode must be one of {', '.join(JOURNAL_MODES)}, got {mode!r}")
-        return mode
-    try:
-        mounts = Path("/proc/mounts").read_text()
-    except OSError:
-        return "wal"
-    fstype = filesystem_type(home.resolve(), mounts)
-    return "delete" if fstype in NETWORK_FILESYSTEMS else "wal"
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -160,7 +115,7 @@ class Library:
     @classmethod
     def open(cls, home: str | Path | None = None, journal: str | None = None) -> Library:
         """Open (creating if needed) the library at ``home``; ``journal`` overrides the
-        catalog's journal mode (see :func:`journal_mode`)."""
+        catalog's journal mode (see ``journal.journal_mode``)."""
         home = Path(home) if home is not None else default_home()
         try:
             for sub in ("blobs", "bases", "tmp"):
