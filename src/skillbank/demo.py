@@ -109,17 +109,13 @@ def _train_on(executor, lib: Library, base: Base, skills: list, pending, ui,
               trained: dict) -> list[Skill]:
     """Train the ``pending`` skills as one ``train`` job each on ``executor``."""
     from .run import Job
-    from .skill import SkillError
 
     jobs = [Job("train", {"name": name, "base": base.name, "recipe": asdict(recipe)},
                 f"train {name}") for _, name, recipe in pending]
     count = iter(range(1, len(jobs) + 1))
     with ui.bar(f"skills ({executor.name} × {executor.workers})", len(jobs)) as step:
-        done = executor.run(lib.home, jobs, on_result=lambda _: step(next(count), None))
-    failed = [r for r in done if r.status == "failed"]
-    if failed:
-        raise SkillError(f"{len(failed)} of {len(jobs)} training jobs failed; first: "
-                         f"{failed[0].job.label}: {failed[0].error}")
+        done = executor.run_all(lib.home, jobs, "training",
+                                on_result=lambda _: step(next(count), None))
     skills = list(skills)
     for (i, _, _), r in zip(pending, done, strict=True):
         skills[i] = lib.get(r.result["ref"])

@@ -66,3 +66,22 @@ def test_unknown_reproduction_is_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.startswith("error: unknown reproduction 'no-such-claim'") and r.stderr.count("\n") == 1
+
+
+def test_prepare_runs_on_the_executor_first_and_only_where_defined(monkeypatch, tmp_path):
+    from skillbank.run import get_executor
+
+    _fake(monkeypatch, holds=True)
+    runner = CliRunner()
+    args = ["--home", str(tmp_path / "h"), "repro", "fake", "--out", str(tmp_path / "o"), "--workers", "1"]
+    r = runner.invoke(app, args)
+    assert r.exit_code != 0 and "repro fake runs in-process only" in str(r.exception)
+    calls = []
+    mod = sys.modules["skillbank.repro.fake"]
+    mod.prepare = lambda lib, ui, seed, quick, executor: calls.append((seed, quick, executor.name))
+    with Library.open(tmp_path / "home") as lib, get_executor("local") as ex:
+        res, _ = repro.run_repro("fake", lib, tmp_path / "out", ui=None, seed=2, quick=True, executor=ex)
+    assert calls == [(2, True, "local")] and res["figures"]["two"] == 4.0
+    r = runner.invoke(app, args + ["--json"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 2 and json.loads(r.stdout)["holds"] is True

@@ -70,3 +70,23 @@ def test_stored_grafts_are_reused_and_section(quick):
         (p["relative_gain"]["learned"] or 0) >= 0.9 for p in summary["skills"].values())
     assert [s.title for s in sections][1] == "Overlap between grafts"
     assert (root / "demo" / "graft_overlap.png").exists()
+
+
+def test_grafts_made_on_an_executor_give_the_same_figures(quick, tmp_path):
+    """``prepare`` makes the skills and every graft as jobs on an executor; ``run`` then
+    re-uses each of them (none is made twice) and reports the in-process figures."""
+    from skillbank.run import get_executor
+
+    _, _, res, _ = quick
+    grafts = [f"strings-{t}-graft-{sp}" for t in ("rot", "shift") for sp in ("0.01", "0.1")]
+    with Library.open(tmp_path / "home") as lib:
+        with get_executor("local") as ex:
+            rg.prepare(lib, Ui(True), seed=0, quick=True, executor=ex)
+        made = {g: lib.versions(g)[0].content_hash for g in grafts}
+        got, _ = run_repro("graft", lib, tmp_path / "out", Ui(True), seed=0, quick=True)
+        assert {g: [v.content_hash for v in lib.versions(g)] for g in grafts} == \
+            {g: [h] for g, h in made.items()}
+    for name, p in res["figures"]["skills"].items():
+        for sp, g in p["by_sparsity"].items():
+            mine = got["figures"]["skills"][name]["by_sparsity"][sp]
+            assert mine["relative_gain"] == g["relative_gain"] and mine["size"] == g["size"]

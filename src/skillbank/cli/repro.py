@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .core import JsonOpt, Ui, app, emit, lib, out, table
+from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, emit, lib, out, table
 
 PANEL = "Reproduce the papers"
 
@@ -17,15 +17,28 @@ def repro_cmd(name: Annotated[str, typer.Argument(help="Which claim; `skillbank 
               out_dir: Annotated[Path | None, typer.Option("--out", help="Report directory (default ./skillbank-repro/NAME).")] = None,
               seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
               quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes for a smoke test; figures not comparable.")] = False,
+              executor: Annotated[str | None, typer.Option(help="Make the long part (skills, grafts) as jobs: local or ray (repro graft).")] = None,
+              address: AddressOpt = None, workers: WorkersOpt = None,
               as_json: JsonOpt = False) -> None:
     """Re-run a seed paper's headline claim on the library's skills; print the figures and whether it holds."""
-    from ..repro import available, run_repro
+    from contextlib import nullcontext
+
+    from ..repro import available, require_prepare, run_repro
 
     if name == "list":
         emit({"reproductions": available()}) if as_json else out.print("\n".join(available()))
         return
     ui = Ui(as_json)
-    res, outcome = run_repro(name, lib(), out_dir or Path("skillbank-repro") / name, ui, seed=seed, quick=quick)
+    if executor or address or workers:
+        from ..run import get_executor
+
+        require_prepare(name)  # before starting any worker
+        ex_ctx = get_executor(executor, address, workers)
+    else:
+        ex_ctx = nullcontext(None)
+    with ex_ctx as ex:
+        res, outcome = run_repro(name, lib(), out_dir or Path("skillbank-repro") / name, ui,
+                                 seed=seed, quick=quick, executor=ex)
     if as_json:
         emit(res)
         return

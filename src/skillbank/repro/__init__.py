@@ -9,7 +9,12 @@ Every module in this package is one reproduction, named after the claim (``graft
 - ``run(lib, ui, out_dir, seed, quick) -> Outcome``: measure everything, with baselines,
   on skills and data from ``lib``; write any chart (PNG) into ``out_dir`` and name it in
   a section's ``images``; ``quick`` shrinks every size for smoke tests (its figures are
-  not comparable with a full run, and say so in ``Outcome.notes``).
+  not comparable with a full run, and say so in ``Outcome.notes``);
+- optionally ``prepare(lib, ui, seed, quick, executor)``: make, as jobs on a
+  ``skillbank.run`` executor, the stored things ``run`` re-uses by recipe (skills,
+  grafts), so ``skillbank repro NAME --workers N`` (or ``--executor``/``--address``) spreads
+  the long part over workers and ``run`` then only reads and measures. Reproductions
+  without it run in-process only.
 
 ``holds`` is computed from ``figures`` by a rule the module's docstring states. A claim
 that does not hold at this scale is a result, reported as such, not an error.
@@ -52,14 +57,29 @@ def load(name: str):
     return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
 
 
-def run_repro(name: str, lib: Library, out_dir: Path, ui, seed: int = 0, quick: bool = False) -> tuple[dict[str, Any], Outcome]:
+def require_prepare(name: str):
+    """The module of reproduction ``name`` if it can make its long part on an executor (it
+    has ``prepare``); a one-line ``SkillError`` naming those that can otherwise."""
+    module = load(name)
+    if not hasattr(module, "prepare"):
+        can = [n for n in available() if hasattr(load(n), "prepare")]
+        raise SkillError(f"repro {name} runs in-process only (no --executor, --address or "
+                         f"--workers); these can: {', '.join(can)}")
+    return module
+
+
+def run_repro(name: str, lib: Library, out_dir: Path, ui, seed: int = 0, quick: bool = False,
+              executor=None) -> tuple[dict[str, Any], Outcome]:
     """Run one reproduction; write ``report.html`` and ``NAME.json`` to ``out_dir``, store the
     result in the library (subject ``repro:NAME``), and return the JSON object of
     ARCHITECTURE.md (``name, paper, claim, figures, holds, seed, wall_seconds``) with the
-    module's :class:`Outcome`."""
-    module = load(name)
+    module's :class:`Outcome`. With ``executor`` the module's ``prepare`` runs first (a
+    ``SkillError`` if it has none)."""
+    module = load(name) if executor is None else require_prepare(name)
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if executor is not None:
+        module.prepare(lib, ui, seed=seed, quick=quick, executor=executor)
     outcome: Outcome = module.run(lib, ui, out_dir, seed=seed, quick=quick)
     result = {"name": name, "paper": module.PAPER, "claim": module.CLAIM,
               "figures": outcome.figures, "holds": bool(outcome.holds), "seed": seed,

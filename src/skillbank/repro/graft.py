@@ -187,14 +187,38 @@ def quick_demo_config(seed: int) -> DemoConfig:
                       steps=10, n_eval=QUICK["n_eval"], seed=seed)
 
 
+def settings(seed: int, quick: bool) -> tuple[DemoConfig, tuple[float, ...], dict[str, Any]]:
+    """(demo config, sparsities, ``GraftRecipe`` fields other than the defaults) of a run."""
+    if quick:
+        return quick_demo_config(seed), QUICK["sparsities"], {
+            "steps": QUICK["steps"], "n_train": QUICK["n_train"], "n_val": QUICK["n_val"]}
+    return DemoConfig(seed=seed), SPARSITIES, {}
+
+
+def fields_at(sparsity: float, over: dict[str, Any]) -> dict[str, Any]:
+    """The ``GraftRecipe`` fields of the graft at ``sparsity`` (``STEPS`` unless overridden)."""
+    return over | {"steps": over.get("steps", STEPS.get(sparsity, 200))}
+
+
+def prepare(lib: Library, ui, seed: int, quick: bool, executor) -> None:
+    """Make on ``executor`` what :func:`run` would make in-process: the demo's skills
+    (``train`` jobs, if absent) and every graft (one ``localize`` job per skill × sparsity,
+    stored ones skipped by the worker); :func:`run` then re-uses them all by recipe, so its
+    figures are those of an in-process run."""
+    from ..run.sweep import localize_job
+
+    cfg, sparsities, over = settings(seed, quick)
+    base, skills = ensure_demo_skills(lib, cfg, ui, executor)
+    jobs = [localize_job(base, s, sp, cfg.n_eval, seed=seed, **fields_at(sp, over))
+            for s in skills for sp in sparsities]
+    count = iter(range(1, len(jobs) + 1))
+    with ui.bar(f"grafts ({executor.name} × {executor.workers})", len(jobs)) as step:
+        executor.run_all(lib.home, jobs, "localize", on_result=lambda _: step(next(count), None))
+
+
 def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:
     torch.set_num_threads(1)
-    if quick:
-        cfg = quick_demo_config(seed)
-        sparsities = QUICK["sparsities"]
-        over = {"steps": QUICK["steps"], "n_train": QUICK["n_train"], "n_val": QUICK["n_val"]}
-    else:
-        cfg, sparsities, over = DemoConfig(seed=seed), SPARSITIES, {}
+    cfg, sparsities, over = settings(seed, quick)
     base, skills = ensure_demo_skills(lib, cfg, ui)
     world, n = cfg.base.world, cfg.n_eval
     per: dict[str, dict] = {}
@@ -202,9 +226,7 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
     for s in skills:
         per[s.name] = {"task": s.recipe.get("task"), "by_sparsity": {}}
         for sp in sparsities:
-            steps = over.get("steps", STEPS.get(sp, 200))
-            recipe = recipe_for(s, sp, seed, **(over | {"steps": steps}))
-            g = ensure_graft(lib, base, s, recipe, n, ui)
+            g = ensure_graft(lib, base, s, recipe_for(s, sp, seed, **fields_at(sp, over)), n, ui)
             per[s.name]["by_sparsity"][f"{sp:g}"] = graft_figures(g)
             if sp == 1e-2:
                 at_1pct.append(g)
@@ -220,7 +242,7 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
                      for k in keys} for m in MASKS}
     secs = [f["seconds"] for p in per.values() for f in p["by_sparsity"].values()]
     figures: dict[str, Any] = {
-        "sparsities": list(sparsities), "steps": {k: over.get("steps", STEPS.get(sp, 200))
+        "sparsities": list(sparsities), "steps": {k: fields_at(sp, over)["steps"]
                                                   for k, sp in zip(keys, sparsities, strict=True)},
         "n_eval": n, "target": TARGET, "skills": per, "mean_relative_gain": mean_gain,
         "seconds_per_localization": {"mean": _mean(secs), "max": max(secs, default=None),

@@ -83,6 +83,17 @@ class Executor:
         finally:
             _probe_path(home, probe).unlink(missing_ok=True)
 
+    def run_all(self, home: str | Path, jobs: Sequence[Job], what: str,
+                on_result: OnResult | None = None) -> list[JobResult]:
+        """:meth:`run` for jobs that must all succeed: ``SkillError`` naming how many of the
+        ``what`` jobs failed and the first one's error (after every job has run)."""
+        done = self.run(home, jobs, on_result)
+        failed = [r for r in done if r.status == "failed"]
+        if failed:
+            raise SkillError(f"{len(failed)} of {len(done)} {what} jobs failed; first: "
+                             f"{failed[0].job.label}: {failed[0].error}")
+        return done
+
     def _run(self, home: str, probe: str, jobs: list[Job], on_result: OnResult) -> list[JobResult]:
         raise NotImplementedError
 
