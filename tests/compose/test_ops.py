@@ -30,7 +30,7 @@ def two_adapters(tmp_path_factory):
         dirs.append(root / f"a{i}")
     base = Base("tiny", root / "base", fingerprint(root / "base"), "causal")
     skills = [import_peft(d, f"s{i}", base) for i, d in enumerate(dirs)]
-    for i, s in enumerate(skills):
+    for s in skills:
         s.version = 1
     return base, skills, dirs
 

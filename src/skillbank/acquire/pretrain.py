@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from ..library import Library
-
 from .data import Sampler, char_tokenizer
 from .loop import LoopConfig, train
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..base import Base
+from ..evaluate.suites import evaluate_model, load_subject
 from ..skill import Skill
 from ..worlds import get_world
-from ..evaluate.suites import evaluate_model, load_subject
 
 
 def normalised(composed: dict[str, float], alone: dict[str, float]) -> dict[str, float | None]:

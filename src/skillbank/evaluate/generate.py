@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..acquire.data import encode_prompt, encode_target, training_batch
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..worlds.base import Example

@@ -26,9 +26,10 @@ import importlib
 import json
 import pkgutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..library import Library
 from ..report.html import Section, write_report
