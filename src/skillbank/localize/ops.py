@@ -110,7 +110,10 @@ class GraftRecipe:
     LoRA's 300 × 64 batches, skills 0.94–1.00), 0.045 / 0 / 0.027 / 0.076 / 0.010 / 0 — the
     top 1% of |Δ| holds only 8–11% of ‖Δ‖²; the LoRA recipe plus λ·Σ|ΔW| with λ = 1e-3
     (skills 0.74–0.99; 88–99.6% of ‖Δ‖² in the top 1%) 0.979 / 0.449 / 0.574 / 0.803 /
-    0.769 / 0.522, and with λ = 1e-4 0.705 / 0.030 / 0.380 / 0.425 / 0.310 / 0.066. Mask
+    0.769 / 0.522, and with λ = 1e-4 0.705 / 0.030 / 0.380 / 0.425 / 0.310 / 0.066. On the
+    8× larger ``large`` base the demo's LoRA recipe localizes worse (0.333 / 0 / 0.102 /
+    0.182 / 0.058 / 0), and λ = 1e-3 gives 0.92–1.01 only by wrecking the skills (0.00–0.855
+    exact match). Mask
     search is not the limit either: a straight-through top-k mask trained with Adam (tried
     on dedup at 1%, not kept) did worse than this update (≤ 0.02 selection exact match).
     """
