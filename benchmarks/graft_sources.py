@@ -22,7 +22,7 @@ and the top-|Δ| mask's exact match and relative gain, and the share of ‖Δ‖
     .venv/bin/python benchmarks/graft_sources.py --tasks dedup --sources lora,full --base-size large
 
 It prints a table and writes ``benchmarks/results/graft_sources.json``. About 2.5 minutes
-per task on 2 cores with the defaults (mini base; 17 min for all six), 5 per task on the
+per task on 2 cores with the defaults (mini base; 14 min for all six), 5 per task on the
 ``large`` base with ``--sources lora,lora-l1=1e-3`` (after training its six LoRAs). Nothing
 is stored in the library except the demo's base and skills when they have to be trained
 (on ``large`` they become new versions of ``strings-TASK``: point ``--home`` at a copy).
