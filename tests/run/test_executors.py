@@ -131,6 +131,20 @@ def test_in_process_retries_once_then_reports(tmp_path, model_dir):
     assert results[2].error.startswith("unknown job kind 'nosuchkind'")
 
 
+def test_run_all_raises_after_every_job_ran(tmp_path, model_dir):
+    home = make_home(tmp_path / "home", model_dir)
+    seen = []
+    jobs = [Job("run_helpers:echo", {"value": 1}, "first"),
+            Job("run_helpers:always_fails", {"value": 2}, "fails"),
+            Job("run_helpers:echo", {"value": 3}, "last")]
+    with get_executor() as ex:
+        assert [r.result["value"] for r in ex.run_all(home, [jobs[0], jobs[2]], "echo")] == [1, 3]
+        with pytest.raises(SkillError, match=r"^1 of 3 echo jobs failed; first: fails: "
+                                             r"RuntimeError: job 2 always fails$"):
+            ex.run_all(home, jobs, "echo", on_result=lambda r: seen.append(r.job.label))
+    assert sorted(seen) == ["fails", "first", "last"]
+
+
 @pytest.mark.parametrize("args, message", [
     (("slurm",), "unknown executor 'slurm'"),
     (("local", "10.0.0.1:6379"), "--address names a Ray cluster"),
