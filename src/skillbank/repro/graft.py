@@ -22,10 +22,11 @@ random masks of the same size. Grafts are stored as ``sparse`` skills named
 Steps per sparsity (``STEPS``): 200 at 1% (the default recipe, so the demo's section and
 this run share the stored 1% grafts), fewer elsewhere to bound the run: 100 at 1e-4 and
 150 at 1e-3 (nothing reaches a gain above 0.005 there), 100 at 1e-1 (the best mask came at
-step 50–95 for every skill). 24 localizations are ~15 s each on 2 idle cores (~6–8 min
-in all); the measured full run on the shared machine (load 8–15, other localizations
-running beside it) took 20 min, 50 s mean per localization. With the grafts stored, a
-re-run only evaluates the overlap, transfer and union (about a minute). See
+step 50–95 for every skill). From the demo's stored skills on 2 quiet cores the full run
+took 330 s in-process (13.5 s mean per localization, one thread) and 178 s with
+``--workers 2`` (``prepare`` makes the 24 grafts as ``localize`` jobs; identical figures).
+With the grafts stored, a re-run only evaluates the overlap, transfer and union (about a
+minute). See
 ``localize.ops.GraftRecipe`` for every other setting.
 
 ``holds`` rule: for every demo skill, the best learned graft at a sparsity ≤ 1e-2 has a
