@@ -88,14 +88,18 @@ def test_forward_equals_base_with_stored_delta(setup, variant):
 def test_train_only_omega_and_store_exact_delta(setup):
     _, base, members, _ = setup
     before = [{k: v.clone() for k, v in m.tensors.items()} for m in members]
-    s = train_scalearn(
-        "sl",
-        base,
-        members,
-        "strings",
-        ["rot", "shift"],
-        ScaLearnRecipe("scalearn-uniform", steps=3, batch_size=4, pool=8),
-    )
+
+    def train():
+        return train_scalearn(
+            "sl",
+            base,
+            members,
+            "strings",
+            ["rot", "shift"],
+            ScaLearnRecipe("scalearn-uniform", steps=3, batch_size=4, pool=8),
+        )
+
+    s = train()
     assert s.kind == "delta" and s.lineage == [m.ref for m in members]
     assert s.recipe["method"] == "scalearn-uniform" and s.recipe["tasks"] == ["rot", "shift"]
     assert s.metrics["merge_error"] == {"max": 0.0, "mean": 0.0} and s.metrics["omega_params"] == 12
@@ -105,14 +109,7 @@ def test_train_only_omega_and_store_exact_delta(setup):
     assert all(
         torch.equal(b[k], m.tensors[k]) for b, m in zip(before, members, strict=True) for k in b
     )
-    again = train_scalearn(
-        "sl",
-        base,
-        members,
-        "strings",
-        ["rot", "shift"],
-        ScaLearnRecipe("scalearn-uniform", steps=3, batch_size=4, pool=8),
-    )
+    again = train()
     assert all(torch.equal(s.tensors[k], again.tensors[k]) for k in s.tensors)
     with pytest.raises(SkillError, match="variant"):
         train_scalearn("x", base, members, "strings", ["rot"], ScaLearnRecipe("bogus"))

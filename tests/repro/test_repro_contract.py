@@ -7,14 +7,13 @@ import json
 import sys
 import types
 
+from repro_helpers import SCHEMA
 from typer.testing import CliRunner
 
 import skillbank.repro as repro
 from skillbank.cli import app
 from skillbank.library import Library
 from skillbank.report.html import Section
-
-SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
 
 
 def _fake(monkeypatch, holds: bool):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from repro_helpers import SCHEMA, quick_run
 
 from skillbank.cli.core import Ui
 from skillbank.demo import ensure_demo_skills
@@ -13,14 +14,11 @@ from skillbank.library import Library
 from skillbank.repro import graft as rg
 from skillbank.repro import run_repro
 
-SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
-
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("rg")
-    lib = Library.open(root / "home")
-    res, outcome = run_repro("graft", lib, root / "out", Ui(True), seed=0, quick=True)
+    lib, res, outcome = quick_run("graft", root)
     yield lib, root, res, outcome
     lib.close()
 

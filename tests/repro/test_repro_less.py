@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from repro_helpers import SCHEMA
+
 from skillbank.cli.core import Ui
 from skillbank.library import Library
 from skillbank.repro import run_repro
 from skillbank.repro.less import MARGIN, POOL, TARGET, related
-
-SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
 
 
 def test_related():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from repro_helpers import SCHEMA
+
 from skillbank.cli.core import Ui
 from skillbank.library import Library
 from skillbank.repro import run_repro
-
-SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
 
 
 def test_skill_it_quick(tmp_path):

@@ -7,21 +7,17 @@ import copy
 import json
 
 import pytest
+from repro_helpers import SCHEMA, quick_run
 
-from skillbank.cli.core import Ui
-from skillbank.library import Library
-from skillbank.repro import run_repro
 from skillbank.repro import skillmix as rs
 
-SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
 RUNS = ("base", "trained_k2", "call_by_call", "held_out_trained_k2", "held_out_call_by_call")
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("rsm")
-    lib = Library.open(root / "home")
-    res, outcome = run_repro("skillmix", lib, root / "out", Ui(True), seed=0, quick=True)
+    lib, res, outcome = quick_run("skillmix", root)
     yield lib, root, res, outcome
     lib.close()
 

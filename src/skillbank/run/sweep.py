@@ -117,6 +117,15 @@ def localize_job(base, skill, sparsity: float, n_eval: int = 200, **fields) -> J
                f"localize {graft_name(skill, recipe.sparsity)}")
 
 
+def _place(job: Job, stored: str | None, jobs: list[Job], skipped: list[JobResult]) -> None:
+    """A stage's job goes to ``skipped`` when its result is already stored (``stored`` is
+    its ref), to ``jobs`` otherwise."""
+    if stored:
+        skipped.append(JobResult(job, "skipped", {"ref": stored}, attempts=0))
+    else:
+        jobs.append(job)
+
+
 class Plan:
     """The jobs of one sweep, stage by stage, against one library."""
 
@@ -199,10 +208,7 @@ class Plan:
             job = Job("train", spec, f"train {spec['name']}")
             done = self.lib.find(spec["name"], self.base.fingerprint,
                                  LoraRecipe(**spec["recipe"]).as_dict())
-            if done:
-                skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
-            else:
-                jobs.append(job)
+            _place(job, done, jobs, skipped)
         return jobs, skipped
 
     def localize(self) -> tuple[list[Job], list[JobResult]]:
@@ -224,10 +230,7 @@ class Plan:
                 done = self.lib.find(name, self.base.fingerprint,
                                      {**job.spec["recipe"], "method": "graft", "source": skill.ref},
                                      where=lambda m, n=entry["n_eval"]: graft_n_eval(m) == n)
-                if done:
-                    skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
-                else:
-                    jobs.append(job)
+                _place(job, done, jobs, skipped)
         return jobs, skipped
 
     def compose(self) -> tuple[list[Job], list[JobResult]]:
@@ -248,10 +251,7 @@ class Plan:
             job.spec["members"] = members
             done = self.lib.find(name, self.base.fingerprint,
                                  {"method": "merge", **asdict(merge), "members": members})
-            if done:
-                skipped.append(JobResult(job, "skipped", {"ref": done}, attempts=0))
-            else:
-                jobs.append(job)
+            _place(job, done, jobs, skipped)
         return jobs, skipped
 
     def _ref(self, name: str) -> str:
