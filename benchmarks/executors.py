@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 
 from skillbank.library import Library  # noqa: E402
 from skillbank.run import Job, get_executor  # noqa: E402
-from skillbank.run.sweep import run_sweep  # noqa: E402
+from skillbank.sweep import run_sweep  # noqa: E402
 
 TASKS = ["rot", "shift", "dedup", "drop", "swap", "dup"]
 SKILLS = [f"strings-{t}" for t in TASKS]

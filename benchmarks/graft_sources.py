@@ -49,11 +49,11 @@ from skillbank.acquire.data import Sampler  # noqa: E402
 from skillbank.acquire.loop import LoopConfig, train  # noqa: E402
 from skillbank.acquire.lora import LoraRecipe, lora_config, lora_tensors  # noqa: E402
 from skillbank.acquire.pretrain import BaseRecipe  # noqa: E402
-from skillbank.demo import DemoConfig, ensure_demo_skills  # noqa: E402
+from skillbank.standard import DemoConfig, demo_skills  # noqa: E402
 from skillbank.library import Library  # noqa: E402
 from skillbank.localize import graft  # noqa: E402
 from skillbank.localize.ops import GraftRecipe, localize  # noqa: E402
-from skillbank.run.jobs import _QuietUi  # noqa: E402
+from skillbank.run.worker import _QuietUi  # noqa: E402
 from skillbank.skill import Skill  # noqa: E402
 from skillbank.worlds import get_world  # noqa: E402
 
@@ -133,7 +133,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     lib = Library.open(args.home)
     cfg = DemoConfig(base=BaseRecipe(size=args.base_size), tasks=tasks)
-    base, demo_skills = ensure_demo_skills(lib, cfg, _QuietUi())
+    base, demo_skills = demo_skills(lib, cfg, _QuietUi())
     rows = []
     print(f"{'task':<7}{'source':<15}{'skill EM':>9}{'graft EM':>9}{'gain':>7}"
           f"{'top|Δ| gain':>12}{'‖Δ‖² top':>9}{'sec':>6}", flush=True)

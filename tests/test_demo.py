@@ -55,7 +55,7 @@ def test_demo_writes_summary_and_report(demo):
     assert all(set(row) == {"rot", "shift"} for row in summary["matrix"].values())
 
     assert "trained" in result.stdout and "(2 trained now)" in result.stdout
-    assert "base tiny" in result.stderr and "skill strings-rot" in result.stderr   # bars
+    assert "base tiny" in result.stderr and "skills (local × 1)" in result.stderr   # bars
     assert f"wall time {summary['wall_seconds']} s" in result.stdout
 
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -92,9 +92,9 @@ def test_second_demo_reuses_base_and_skills(demo, tmp_path, monkeypatch):
         raise AssertionError("trained again")
 
     monkeypatch.setattr("skillbank.acquire.pretrain.train_base_dir", no_training)
-    monkeypatch.setattr("skillbank.demo.train_lora", no_training)
-    monkeypatch.setattr("skillbank.repro.composition.train_router", no_training)
-    monkeypatch.setattr("skillbank.repro.graft.localize", no_training)
+    monkeypatch.setattr("skillbank.acquire.jobs.train_lora", no_training)
+    monkeypatch.setattr("skillbank.compose.jobs.train_router", no_training)
+    monkeypatch.setattr("skillbank.localize.jobs.localize", no_training)
     result = cli(home, *DEMO, "--out", tmp_path / "again")
     second = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert "re-used (same recipe)" in result.stdout and "(0 trained now)" in result.stdout

@@ -31,10 +31,14 @@ def blobs(home):
 # -- versions ----------------------------------------------------------------------------
 def test_add_versions_and_dedup(home):
     with Library.open(home) as lib:
-        assert lib.add(make(value=1.0)).version == 1 and lib.last_add_new is True
+        made, new = lib.store(make(value=1.0))
+        assert made.version == 1 and new is True
         first = lib.get("s@1")
-        again = lib.add(make(value=1.0, recipe={"method": "other"}, lineage=["p@1"]))
-        assert again.version == 1 and lib.last_add_new is False
+        offered = make(value=1.0, recipe={"method": "other"}, lineage=["p@1"])
+        again, new = lib.store(offered)
+        assert again.version == 1 and new is False
+        # the caller's skill is left as it was
+        assert offered.version is None and offered.recipe == {"method": "other"}
         # what comes back is the stored version 1, not the new recipe
         assert (again.recipe, again.lineage, again.created) == (first.recipe, [], first.created)
         assert [r.version for r in lib.versions("s")] == [1]
@@ -64,7 +68,7 @@ def test_config_is_part_of_content(home):
     with Library.open(home) as lib:
         tensors = {"x.lora_A.weight": torch.ones(1, 2), "x.lora_B.weight": torch.ones(2, 1)}
         a = Skill("s", "lora", FP, tensors, config={"lora_alpha": 1})
-        assert lib.add(a).version == 1
+        assert lib.add(a).version == 1 and a.version is None
         a.config = {"lora_alpha": 2}
         assert lib.add(a).version == 2
 

@@ -4,148 +4,83 @@ From an empty home it trains the embedded base (or re-uses it by recipe), acquir
 strings skills as LoRAs, evaluates the base and every skill on every task (a skill ×
 task matrix on held-out inputs), composes the skills (a learned router beside
 training-free merges; ``summary["composition"]``), localizes each in 1% of the weights
-(``summary["localization"]``), and writes ``summary.json`` and ``report.html``.
-
-With an executor (``DemoConfig.executor``, ``address`` or ``workers``; see ``skillbank.run``)
-the skills are trained as ``train`` jobs and the skill × task matrix is evaluated as one
-``eval`` job per cell (``run.sweep.eval_matrix_on``), with the same skills, results and
-summary; without one (the default) everything runs in this process as before. Base
-training, composition and localization always run in this process.
+(``summary["localization"]``), and writes ``summary.json`` and ``report.html``. The
+recipes and their find-or-make are ``standard``; skills, the matrix, the router and the
+grafts are jobs on one executor (``DemoConfig.executor``/``workers``; in this process by
+default), with the same skills, results and summary wherever they run.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .acquire.lora import LoraRecipe, train_lora
-from .acquire.pretrain import BaseRecipe, ensure_base, find_base
 from .base import Base
-from .evaluate.suites import eval_matrix
+from .evaluate.jobs import eval_matrix_on
 from .library import Library
 from .report.html import Section, write_report
 from .report.plots import curves, heatmap
 from .skill import Skill
+from .standard import DemoConfig, demo_skills, executor_for
 
 TARGET_SKILL_EM = 0.90
 TARGET_BASE_EM = 0.20
 
-
-@dataclass
-class DemoConfig:
-    base: BaseRecipe = field(default_factory=BaseRecipe)
-    tasks: list[str] = field(default_factory=lambda: ["rot", "shift", "dedup", "drop", "swap", "dup"])
-    steps: int = 300
-    rank: int = 8
-    n_eval: int = 200
-    seed: int = 0
-    composition: bool = True  # router and training-free merges of the skills (repro composition)
-    localization: bool = True  # a 1% graft of each skill and their overlap (repro graft)
-    graft_steps: int | None = None  # mask-training steps (None: GraftRecipe's default)
-    router_steps: int | None = None  # router training steps (None: repro composition's default)
-    executor: str | None = None  # "local" | "ray"; None (with no address/workers): in-process
-    address: str | None = None  # Ray cluster address (implies executor "ray")
-    workers: int | None = None  # parallel workers of the executor
-
-    @property
-    def uses_executor(self) -> bool:
-        return bool(self.executor or self.address or self.workers)
-
-
-def demo_executor(cfg: DemoConfig):
-    """The executor ``cfg`` names (a context manager), or a null context yielding None."""
-    if not cfg.uses_executor:
-        return nullcontext(None)
-    from .run import get_executor
-
-    return get_executor(cfg.executor, cfg.address, cfg.workers)
-
-
-def ensure_demo_skills(lib: Library, cfg: DemoConfig, ui,
-                       executor=None) -> tuple[Base, list[Skill]]:
-    """The demo's base and one LoRA skill per task, trained now or re-used by recipe.
-
-    Reproductions (``skillbank repro``) start from the same skills, so the figures they
-    report are about the skills the demo shows. Skills to train go to ``executor`` (or the
-    one ``cfg`` names) as ``train`` jobs; with neither they are trained in this process.
-    """
-    if executor is None and cfg.uses_executor:
-        with demo_executor(cfg) as ex:
-            return ensure_demo_skills(lib, cfg, ui, ex)
-    base_name = f"strings-{cfg.base.size}"
-    if find_base(lib, cfg.base) is not None:  # re-used: no progress bar stuck at 0
-        base, base_log = ensure_base(lib, base_name, cfg.base)
-    else:
-        with ui.bar(f"base {cfg.base.size}", cfg.base.steps) as step:
-            base, base_log = ensure_base(lib, base_name, cfg.base, progress=step)
-    ui.say(f"base {base.name} {base.short} " + ("trained" if base_log else "re-used (same recipe)"))
-
-    skills, trained = [], {}
-    pending: list[tuple[int, str, LoraRecipe]] = []  # (index in skills, name, recipe)
-    for task in cfg.tasks:
-        recipe = LoraRecipe(world=cfg.base.world, task=task, rank=cfg.rank, alpha=2 * cfg.rank,
-                            steps=cfg.steps, seed=cfg.seed)
-        name = f"{cfg.base.world}-{task}"
-        ref = lib.find(name, base.fingerprint, recipe.as_dict())
-        skill = lib.get(ref) if ref else None
-        if skill is None and executor is not None:
-            pending.append((len(skills), name, recipe))
-        elif skill is None:
-            with ui.bar(f"skill {name}", recipe.steps) as step:
-                skill = lib.add(train_lora(name, base, recipe, lib.home / "checkpoints", progress=step))
-            trained[skill.ref] = True
-        skills.append(skill)
-    if pending:
-        skills = _train_on(executor, lib, base, skills, pending, ui, trained)
-    ui.say(f"skills: {', '.join(s.ref for s in skills)} ({len(trained)} trained now)")
-    return base, skills
-
-
-def _train_on(executor, lib: Library, base: Base, skills: list, pending, ui,
-              trained: dict) -> list[Skill]:
-    """Train the ``pending`` skills as one ``train`` job each on ``executor``."""
-    from .run import Job
-
-    jobs = [Job("train", {"name": name, "base": base.name, "recipe": asdict(recipe)},
-                f"train {name}") for _, name, recipe in pending]
-    count = iter(range(1, len(jobs) + 1))
-    with ui.bar(f"skills ({executor.name} × {executor.workers})", len(jobs)) as step:
-        done = executor.run_all(lib.home, jobs, "training",
-                                on_result=lambda _: step(next(count), None))
-    skills = list(skills)
-    for (i, _, _), r in zip(pending, done, strict=True):
-        skills[i] = lib.get(r.result["ref"])
-        trained[skills[i].ref] = True
-    return skills
+__all__ = ["DemoConfig", "run_demo"]
 
 
 def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) -> dict[str, Any]:
     """Run the whole demo; ``ui`` supplies progress bars (see cli.Ui) and messages.
 
-    Skill training and the matrix run on ``executor`` (left open, so a caller can reuse
-    its workers) or on the one ``cfg`` names; with neither, in this process."""
+    Every job runs on ``executor`` (left open, so a caller can reuse its workers) or on
+    the one ``cfg`` names (in this process unless it names workers)."""
     t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with nullcontext(executor) if executor is not None else demo_executor(cfg) as ex:
-        base, skills = ensure_demo_skills(lib, cfg, ui, ex)
+    phases: dict[str, float] = {}
 
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 1)
+        return now
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with executor_for(cfg, executor) as ex:
+        base, skills = demo_skills(lib, cfg, ui, ex)
+        t = phase("base_and_skills", t0)
         total = (len(skills) + 1) * len(cfg.tasks)
         with ui.bar("evaluate", total) as step:
-            counter = iter(range(1, total + 1))
-            if ex is not None:
-                from .run.sweep import eval_matrix_on
+            matrix = eval_matrix_on(ex, lib, base, [s.ref for s in skills], cfg.base.world,
+                                    list(cfg.tasks), cfg.n_eval, cfg.seed,
+                                    progress=lambda i, _: step(i, None))
+        t = phase("evaluation", t)
+        summary, extra = _summary(lib, base, skills, matrix, cfg), []
+        if cfg.composition:
+            from .repro.composition import composition_section
 
-                matrix = eval_matrix_on(ex, lib, base, [s.ref for s in skills], cfg.base.world,
-                                        cfg.tasks, cfg.n_eval, cfg.seed,
-                                        progress=lambda i, _: step(i, None))
-            else:
-                matrix = eval_matrix(lib, base, skills, cfg.base.world, cfg.tasks, n=cfg.n_eval,
-                                     seed=cfg.seed, progress=lambda *_: step(next(counter), None))
+            summary["composition"], sections = composition_section(
+                lib, base, skills, cfg.tasks, out_dir, ui, cfg.router_recipe(), n_eval=cfg.n_eval,
+                seed=cfg.seed, executor=ex)
+            extra += sections
+            t = phase("composition", t)
+        if cfg.localization:
+            from .repro.graft import localization_section
 
+            summary["localization"], sections = localization_section(
+                lib, base, skills, cfg.tasks, out_dir, ui, cfg.seed, n_eval=cfg.n_eval,
+                steps=cfg.graft_steps, executor=ex)
+            extra += sections
+            t = phase("localization", t)
+    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["phase_seconds"] = phases
+    write_demo_report(out_dir, summary, skills, base, cfg, extra)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def _summary(lib: Library, base: Base, skills: list[Skill], matrix: dict, cfg: DemoConfig
+             ) -> dict[str, Any]:
+    """The summary's base, skills, matrix and targets (sections are added by the caller)."""
     base_subject = f"base:{base.name}"
     summary: dict[str, Any] = {
         "base": {"name": base.name, "fingerprint": base.fingerprint, "recipe": base.meta.get("recipe")},
@@ -166,23 +101,6 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) ->
         }
     summary["all_targets_met"] = all(s["meets_target"] for s in summary["skills"].values())
     summary["n_eval"] = cfg.n_eval
-    extra = []
-    if cfg.composition:
-        from .repro.composition import composition_section
-
-        summary["composition"], sections = composition_section(
-            lib, base, skills, cfg.tasks, out_dir, ui, n_eval=cfg.n_eval, seed=cfg.seed,
-            **({} if cfg.router_steps is None else {"router_steps": cfg.router_steps}))
-        extra += sections
-    if cfg.localization:
-        from .repro.graft import localization_section
-
-        summary["localization"], sections = localization_section(
-            lib, base, skills, cfg.tasks, out_dir, ui, cfg.seed, n_eval=cfg.n_eval, steps=cfg.graft_steps)
-        extra += sections
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_demo_report(out_dir, summary, skills, base, cfg, extra)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 

@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from safetensors.torch import save as st_save
 
 from .base import Base, detect_kind, fingerprint, read_config, weight_files
 from .journal import journal_mode
-from .skill import Skill, SkillError, canonical_json, check_name, content_hash
+from .skill import Skill, SkillError, canonical_json, check_name, check_tensors, content_hash
 
 SCHEMA_VERSION = 1
 RESERVED_ALIASES = {"latest"}
@@ -108,7 +108,6 @@ class Library:
     def __init__(self, home: Path, conn: sqlite3.Connection):
         self.home = home
         self.conn = conn
-        self.last_add_new: bool | None = None  # did the last `add` make a new version?
         self.journal = "wal"  # the catalog's SQLite journal mode (set by `open`)
 
     # -- opening -------------------------------------------------------------------
@@ -197,8 +196,16 @@ class Library:
 
     # -- skills --------------------------------------------------------------------
     def add(self, skill: Skill) -> Skill:
-        """Store a new version of ``skill`` (or return the existing one with the same content)."""
+        """Store a new version of ``skill`` (or return the existing one with the same
+        content); ``skill`` itself is left as it was. See :meth:`store`."""
+        return self.store(skill)[0]
+
+    def store(self, skill: Skill) -> tuple[Skill, bool]:
+        """``(stored skill, new)``: the version now in the library and whether this call
+        made it (False when a version with the same content was already there, which is
+        then returned as it was stored: versions never change)."""
         check_name(skill.name)
+        check_tensors(skill)
         sha, data = self.put_blob(skill.tensors)
         size = len(data)
         chash = content_hash(skill.kind, skill.base, skill.config, sha)
@@ -209,25 +216,21 @@ class Library:
                 "SELECT version, manifest, created FROM skills WHERE name=? AND content_hash=?",
                 (skill.name, chash),
             ).fetchone()
-            if row is not None:  # report the stored version as it is: versions never change
+            if row is not None:
                 stored = json.loads(row[1])
-                skill.version, skill.content_hash, skill.created = row[0], chash, row[2]
-                skill.recipe, skill.lineage = stored["recipe"], stored["lineage"]
-                skill.metrics = stored["metrics"]
-                self.last_add_new = False
-                return skill
+                return replace(skill, version=row[0], content_hash=chash, created=row[2],
+                               recipe=stored["recipe"], lineage=stored["lineage"],
+                               metrics=stored["metrics"]), False
             last = c.execute("SELECT last_version FROM names WHERE name=?", (skill.name,)).fetchone()
             version = (last[0] if last else 0) + 1
-            skill.version, skill.content_hash = version, chash
-            manifest = skill.manifest()
+            made = replace(skill, version=version, content_hash=chash)
             c.execute(
                 "INSERT INTO skills VALUES (?,?,?,?,?,?,?,?,?)",
-                (skill.name, version, skill.kind, skill.base, sha, chash, size,
-                 json.dumps(manifest), skill.created),
+                (made.name, version, made.kind, made.base, sha, chash, size,
+                 json.dumps(made.manifest()), made.created),
             )
-            c.execute("INSERT OR REPLACE INTO names VALUES (?, ?)", (skill.name, version))
-        self.last_add_new = True
-        return skill
+            c.execute("INSERT OR REPLACE INTO names VALUES (?, ?)", (made.name, version))
+        return made, True
 
     def _rows(self, where: str = "", args: tuple = ()) -> list[Row]:
         q = "SELECT name, version, kind, base, blob, content_hash, size, manifest, created FROM skills"
@@ -263,6 +266,7 @@ class Library:
             name=row.name, kind=row.kind, base=row.base, tensors=tensors, config=m["config"],
             recipe=m["recipe"], lineage=m["lineage"], metrics=m["metrics"], version=row.version,
             created=row.created, content_hash=row.content_hash, tags=self.tags(row.name, row.version),
+            made_by=m.get("made_by", ""),
         )
 
     def list(self) -> list[Row]:

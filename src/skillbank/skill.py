@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from . import __version__
+
 KINDS = ("lora", "delta", "sparse", "router")
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -58,6 +60,7 @@ class Skill:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     content_hash: str = ""
     tags: list[str] = field(default_factory=list)
+    made_by: str = field(default_factory=lambda: f"skillbank {__version__}")  # the code that made it
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -82,6 +85,7 @@ class Skill:
             "created": self.created,
             "content_hash": self.content_hash,
             "tags": self.tags,
+            "made_by": self.made_by,
             "tensors": {k: [list(v.shape), str(v.dtype).removeprefix("torch.")]
                         for k, v in sorted(self.tensors.items())},
         }
@@ -113,6 +117,21 @@ class Skill:
     def head(self) -> dict[str, torch.Tensor]:
         """Task-head tensors the skill carries (e.g. a classifier), prefix stripped."""
         return {k.removeprefix("head."): v for k, v in self.tensors.items() if k.startswith("head.")}
+
+
+def check_tensors(skill: Skill) -> None:
+    """SkillError unless every tensor is a finite float, or the int64 indices of a sparse skill."""
+    for key, t in skill.tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise SkillError(f"skill {skill.name}: {key} is not a tensor")
+        if skill.kind == "sparse" and key.endswith(".indices"):
+            if t.dtype != torch.int64:
+                raise SkillError(f"skill {skill.name}: {key} must be int64 indices, not {t.dtype}")
+            continue
+        if not t.is_floating_point():
+            raise SkillError(f"skill {skill.name}: tensor {key} is {t.dtype}; skills hold floats")
+        if not bool(torch.isfinite(t).all()):
+            raise SkillError(f"skill {skill.name}: tensor {key} holds NaN or Inf")
 
 
 def lora_scale(config: dict[str, Any], rank: int) -> float:

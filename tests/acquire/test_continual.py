@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from skillbank.acquire.continual import (
+from skillbank.continual.strategies import (
     ContinualConfig,
     ReplaySampler,
     balanced_buffer,

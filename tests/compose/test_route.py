@@ -12,6 +12,7 @@ from skillbank.compose.route import (
     distil_weights,
     load_routed,
     member_factors,
+    RouterRecipe,
     train_router,
 )
 from skillbank.evaluate.suites import eval_matrix
@@ -64,7 +65,8 @@ def test_one_hot_alpha_equals_member_alone(setup, which):
 def test_router_starts_at_base_and_only_router_trains(setup):
     lib, base, members, tok = setup
     before = {k: v.clone() for k, v in members[0].tensors.items()}
-    r = train_router("r", base, members, "strings", TASKS, steps=6, batch_size=8, pool=32, width=8)
+    r = train_router("r", base, members, RouterRecipe("strings", TASKS, steps=6, batch_size=8,
+                                                      pool=32, width=8))
     assert r.kind == "router" and r.lineage == [m.ref for m in members]
     assert r.config["members"] == [m.ref for m in members]
     assert set(r.metrics["mean_alpha"]) == set(TASKS)

@@ -72,11 +72,11 @@ def test_quick_run_schema(tmp_path):
 
     # the demo's section, on the same (re-used) quick skills
     from skillbank.acquire.pretrain import BaseRecipe
-    from skillbank.demo import DemoConfig, ensure_demo_skills
     from skillbank.repro.composition import composition_section
+    from skillbank.standard import DemoConfig, demo_skills
 
     cfg = DemoConfig(base=BaseRecipe(size="tiny", steps=20, pool=200), steps=6, rank=4)
-    base, skills = ensure_demo_skills(lib, cfg, Ui(quiet=True))
+    base, skills = demo_skills(lib, cfg, Ui(quiet=True))
     figures, sections = composition_section(
         lib,
         base,
@@ -84,9 +84,9 @@ def test_quick_run_schema(tmp_path):
         cfg.tasks,
         tmp_path / "demo",
         Ui(quiet=True),
+        cfg.router_recipe().__class__(cfg.base.world, cfg.tasks, steps=2),
         n_eval=4,
         seed=0,
-        router_steps=2,
     )
     assert set(figures["methods"]) == {"linear", "ties-peft", "cat", "router"}
     assert isinstance(figures["router_meets_target"], bool) and sections[0].images

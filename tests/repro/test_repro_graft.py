@@ -9,7 +9,7 @@ import pytest
 from repro_helpers import SCHEMA, quick_run
 
 from skillbank.cli.core import Ui
-from skillbank.demo import ensure_demo_skills
+from skillbank.standard import demo_skills
 from skillbank.library import Library
 from skillbank.repro import graft as rg
 from skillbank.repro import run_repro
@@ -59,7 +59,7 @@ def test_stored_grafts_are_reused_and_section(quick):
     run_repro("graft", lib, root / "out2", Ui(True), seed=0, quick=True)
     assert len(lib.versions("strings-rot-graft-0.01")) == before == 1
     cfg = rg.quick_demo_config(0)
-    base, skills = ensure_demo_skills(lib, cfg, Ui(True))
+    base, skills = demo_skills(lib, cfg, Ui(True))
     summary, sections = rg.localization_section(lib, base, skills, cfg.tasks, root / "demo",
                                                 Ui(True), 0, n_eval=8, steps=3)
     assert set(summary["skills"]) == {"strings-rot", "strings-shift"}

@@ -10,7 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from skillbank.acquire.continual import ContinualConfig, run_continual
+from skillbank.continual.jobs import CONTINUAL
+from skillbank.continual.strategies import ContinualConfig, run_continual
 from skillbank.cli import app
 from skillbank.cli.core import Ui
 from skillbank.library import Library
@@ -36,8 +37,8 @@ def pool():
 
 def _job(strategy: str, joint=None) -> Job:
     cfg = ContinualConfig(strategy=strategy, **TINY)
-    return Job("continual", {"config": asdict(cfg), "base": "tiny", "joint": joint},
-               label=f"continual {strategy}")
+    return CONTINUAL.job({"config": asdict(cfg), "base": "tiny", "joint": joint},
+                         f"continual {strategy}")
 
 
 def test_continual_jobs_in_a_pool_equal_run_continual_in_process(tiny, pool):

@@ -19,7 +19,7 @@ from skillbank.cli.core import Ui
 from skillbank.demo import DemoConfig, run_demo
 from skillbank.library import Library
 from skillbank.run import get_executor
-from skillbank.transfer.rank import verify_on
+from skillbank.transfer.jobs import verify_on
 
 DEMO = ["demo", "--size", "tiny", "--base-steps", "30", "--steps", "10", "--n", "8",
         "--tasks", "rot,shift", "--no-composition", "--no-localization"]
@@ -53,7 +53,7 @@ def test_demo_on_a_process_pool_matches_in_process(tmp_path, pool):
     home_a, out_a = tmp_path / "a" / "home", tmp_path / "a" / "out"
     res_a = cli(home_a, *DEMO, "--out", out_a)  # the default: everything in this process
     a = json.loads((out_a / "summary.json").read_text())
-    assert "local ×" not in res_a.stderr and "(2 trained now)" in res_a.stdout
+    assert "local × 1" in res_a.stderr and "(2 trained now)" in res_a.stdout
 
     home_b, out_b = tmp_path / "b" / "home", tmp_path / "b" / "out"
     with Library.open(home_b) as lib:

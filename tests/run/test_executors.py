@@ -13,8 +13,8 @@ from run_helpers import make_home, small_sweep
 
 from skillbank.library import Library
 from skillbank.run import MAX_ATTEMPTS, Job, get_executor
-from skillbank.run.jobs import HomeNotShared, check_home
-from skillbank.run.sweep import Plan, run_sweep
+from skillbank.run.worker import HomeNotShared, check_home
+from skillbank.sweep import Plan, run_sweep
 from skillbank.skill import SkillError
 
 HERE = Path(__file__).parent
@@ -141,8 +141,8 @@ def test_run_all_raises_after_every_job_ran(tmp_path, model_dir):
         assert [r.result["value"] for r in ex.run_all(home, [jobs[0], jobs[2]], "echo")] == [1, 3]
         with pytest.raises(SkillError, match=r"^1 of 3 echo jobs failed; first: fails: "
                                              r"RuntimeError: job 2 always fails$"):
-            ex.run_all(home, jobs, "echo", on_result=lambda r: seen.append(r.job.label))
-    assert sorted(seen) == ["fails", "first", "last"]
+            ex.run_all(home, jobs, "echo", progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from skillbank.cli import app
 from skillbank.localize.ops import localize
-from skillbank.repro.graft import recipe_for
+from skillbank.localize.jobs import recipe_for
 from skillbank.run import get_executor
-from skillbank.run.sweep import Plan, run_sweep
+from skillbank.sweep import Plan, run_sweep
 
 # a graft recipe small enough for the tiny base: 3 mask steps, 4 held-out inputs
 SMALL = {"steps": 3, "n_train": 16, "n_val": 8, "batch_size": 8}
@@ -35,7 +35,7 @@ def direct(lib, sparsity: float):
     recipe = replace(recipe_for(rot, sparsity, 0), **SMALL)
     made = localize(lib.base("tiny"), rot, recipe, name=f"rot-graft-{sparsity:g}",
                     n_eval=N_EVAL)
-    return lib.add(made)
+    return lib.store(made)
 
 
 def test_sweep_localize_stage_equals_in_process_and_resumes(lib):
@@ -52,15 +52,15 @@ def test_sweep_localize_stage_equals_in_process_and_resumes(lib):
     assert g01.metrics["localization"]["n_eval"] == N_EVAL
     assert g05.metrics["localization"]["size"] > g01.metrics["localization"]["size"]
     # the job's graft is the one localize makes in this process: same content hash
-    again = direct(lib, 0.01)
-    assert lib.last_add_new is False and again.content_hash == g01.content_hash
+    again, new = direct(lib, 0.01)
+    assert new is False and again.content_hash == g01.content_hash
     assert [r.version for r in lib.versions("rot-graft-0.01")] == [1]
 
     with get_executor() as ex:
         resumed = run_sweep(lib, sweep([0.01, 0.05]), ex)
         changed = run_sweep(lib, sweep([0.01], steps=4), ex)  # another recipe: a new job
     assert (resumed["done"], resumed["skipped"]) == (0, 3)
-    assert resumed["results"][1]["result"] == {"ref": "rot-graft-0.01@1"}
+    assert resumed["results"][1]["result"] == {"ref": "rot-graft-0.01@1", "new": False}
     assert (changed["done"], changed["skipped"]) == (1, 1)
     assert changed["results"][1]["label"] == "localize rot-graft-0.01"
 
@@ -97,7 +97,7 @@ def test_cli_localize_several_sparsities_one_graft_each(lib):
     plain = json.loads(runner.invoke(app, args).stdout)
     assert [(g["ref"], g["new"]) for g in plain["grafts"]] == [
         ("rot-graft-0.02@1", False), ("rot-graft-0.03@1", False)]
-    assert direct(lib, 0.02).content_hash == lib.get("rot-graft-0.02").content_hash
+    assert direct(lib, 0.02)[0].content_hash == lib.get("rot-graft-0.02").content_hash
     # one sparsity and no executor: today's command, a new NAME-graft every time
     one = runner.invoke(app, ["--home", str(lib.home), "localize", "rot", "--sparsity",
                               "0.02", *small, "--json"])

@@ -14,7 +14,7 @@ from skillbank.cli import app
 from skillbank.compose.ops import MergeSpec, merge_skills
 from skillbank.evaluate.suites import eval_matrix
 from skillbank.run import get_executor
-from skillbank.run.sweep import Plan, run_sweep
+from skillbank.sweep import Plan, run_sweep
 
 
 def test_sweep_stores_what_the_direct_calls_make(lib):

@@ -9,6 +9,7 @@ to train it again; the same recipe and seed give the same tensors, also after a 
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,17 +17,20 @@ from pathlib import Path
 import torch
 
 from ..base import Base
-from ..skill import Skill, canonical_json
-from ..worlds import get_world
+from ..skill import Skill, SkillError, canonical_json
+from ..worlds import get_world, pinned_args
 from .data import Sampler
 from .loop import LoopConfig, train
 
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraRecipe:
-    """Everything that decides a LoRA skill's tensors."""
+    """Everything that decides a LoRA skill's tensors: data, adapter shape and the whole
+    training loop (``loop.LoopConfig``: warm-up, then cosine decay to 10% of ``lr``).
+    A ``files`` world's arguments are pinned to the data file's sha256
+    (``worlds.pinned_args``), so an edited file gives a different recipe."""
 
     world: str
     task: str
@@ -39,9 +43,30 @@ class LoraRecipe:
     seed: int = 0
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
     world_args: dict = field(default_factory=dict)
+    warmup: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        for key in ("rank", "steps", "batch_size", "pool"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SkillError(f"LoRA recipe: {key} must be an integer ≥ 1, got {value!r}")
+        for key in ("lr", "alpha", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < 0:
+                raise SkillError(f"LoRA recipe: {key} must be a finite number ≥ 0, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise SkillError(f"LoRA recipe: warmup must be an integer ≥ 0, got {self.warmup!r}")
+        object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
 
     def as_dict(self) -> dict:
         return {"method": "lora", **asdict(self)}
+
+    def loop(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
+                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
 
     def key(self, base: Base) -> str:
         """Identity of this run on this base (names its checkpoint directory)."""
@@ -84,7 +109,7 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
         key = f"{key}-{run_recipe['init'][:12]}"
     ckpt = checkpoint_root / key if checkpoint_root is not None else None
     log = train(peft_model, params, Sampler(pools, recipe.batch_size, recipe.seed),
-                tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
+                tokenizer, recipe.loop(), checkpoint=ckpt,
                 progress=progress)
     tensors = lora_tensors(peft_model)
     if ckpt is not None:

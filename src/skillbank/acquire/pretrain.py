@@ -29,8 +29,10 @@ SIZES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class BaseRecipe:
+    """Everything that decides the embedded base's weights, the training loop included."""
+
     world: str = "strings"
     tasks: list[str] = field(default_factory=lambda: ["copy", "rev", "sort"])
     size: str = "mini"
@@ -39,6 +41,9 @@ class BaseRecipe:
     batch_size: int = 64
     pool: int = 4000
     seed: int = 0
+    warmup: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
 
     def as_meta(self) -> dict:
         return {"method": "pretrain", **asdict(self)}
@@ -72,7 +77,8 @@ def train_base_dir(recipe: BaseRecipe, out_dir: Path, progress=None) -> dict:
     model = LlamaForCausalLM(tiny_config(len(tokenizer), recipe.size, tokenizer))
     pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train") for t in recipe.tasks}
     sampler = Sampler(pools, recipe.batch_size, recipe.seed)
-    cfg = LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=50, weight_decay=0.01)
+    cfg = LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup,
+                     weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip)
     log = train(model, dict(model.named_parameters()), sampler, tokenizer, cfg, progress=progress)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)

@@ -120,7 +120,9 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
              workers: WorkersOpt = None,
              ) -> None:
     """Evaluate the base alone and each skill on each task; results go to the library."""
-    from ..evaluate.suites import eval_matrix
+    from ..evaluate.jobs import eval_matrix_on
+    from ..run import get_executor
+    from ..worlds import pinned_args
 
     library = lib()
     loaded = [library.get(r) for r in (skills or [])]
@@ -132,20 +134,10 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
         raise SkillError("no tasks: pass --tasks")
     ui = Ui(as_json)
     total = (len(loaded) + 1) * len(task_list)
-    with ui.bar("evaluate", total) as step:
-        counter = iter(range(1, total + 1))
-        world_args = {"path": str(data.resolve())} if data is not None else None
-        if executor or address or workers:
-            from ..run import get_executor
-            from ..run.sweep import eval_matrix_on
-
-            with get_executor(executor, address, workers) as ex:
-                matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
-                                        n, seed, world_args, progress=lambda i, _: step(i, None))
-        else:
-            matrix = eval_matrix(library, b, loaded, world, task_list, n=n, seed=seed,
-                                 world_args=world_args,
-                                 progress=lambda *_: step(next(counter), None))
+    world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
+    with ui.bar("evaluate", total) as step, get_executor(executor, address, workers) as ex:
+        matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
+                                n, seed, world_args, progress=lambda i, _: step(i, None))
     if as_json:
         return emit(matrix)
     first = next(iter(next(iter(matrix.values())).values()))
@@ -165,11 +157,11 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
              composition: Annotated[bool, typer.Option(help="Compose the skills (router and merges).")] = True,
              localization: Annotated[bool, typer.Option(help="Graft each skill into 1% of the weights.")] = True,
              graft_steps: Annotated[int | None, typer.Option(min=1, help="Mask-training steps per graft (default: the graft recipe's).")] = None,
-             router_steps: Annotated[int | None, typer.Option(min=1, help="Router training steps (default: repro composition's).")] = None,
+             router_steps: Annotated[int | None, typer.Option(min=1, help="Router training steps (default: RouterRecipe's).")] = None,
              seed: int = 0, as_json: JsonOpt = False,
              executor: Annotated[str | None, typer.Option(
-                 help="Train the skills and evaluate the matrix as jobs on local (--workers N) "
-                      "or ray; default: in this process.")] = None,
+                 help="Run the demo's jobs (skills, matrix, router, grafts) on local "
+                      "(--workers N) or ray; default: local.")] = None,
              address: AddressOpt = None,
              workers: WorkersOpt = None,
              ) -> None:

@@ -112,15 +112,15 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
               members: Annotated[str, typer.Option("--from", help="Comma-separated member skills.")],
               world: Annotated[str, typer.Option(help="World of the routing examples.")] = "strings",
               tasks: Annotated[str | None, typer.Option(help="Tasks to route over (default: the members' tasks).")] = None,
-              steps: Annotated[int, typer.Option(min=1)] = 800,
-              lr: Annotated[float, typer.Option(min=0.0)] = 2e-2,
+              steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: RouterRecipe's).")] = None,
+              lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default: RouterRecipe's).")] = None,
               distil: Annotated[bool, typer.Option(help="Also store a static linear merge at the router's mean α.")] = False,
               n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for the evaluation.")] = 200,
               seed: int = 0, as_json: JsonOpt = False) -> None:
     """Learn per-input routing over frozen skills (PSEC); only the router trains."""
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import MergeSpec, merge_skills
-    from ..compose.route import distil_weights, train_router
+    from ..compose.route import RouterRecipe, distil_weights, train_router
 
     library = lib()
     skills = [library.get(r) for r in csv_list(members)]
@@ -129,9 +129,10 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
         raise SkillError("some members have no task in their recipe: pass --tasks")
     base = library.base_of(skills[0])
     ui = Ui(as_json)
-    with ui.bar(f"route {new}", steps) as step:
-        router = train_router(new, base, skills, world, task_list, steps=steps, lr=lr, seed=seed,
-                              progress=step)
+    given = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
+    recipe = RouterRecipe(world, tuple(task_list), seed=seed, **given)
+    with ui.bar(f"route {new}", recipe.steps) as step:
+        router = train_router(new, base, skills, recipe, progress=step)
     router = library.add(router)
     result = {"router": router.ref, "composition": normalised_accuracy(
         base, router, skills, world, n=n, seed=seed, lib=library)}

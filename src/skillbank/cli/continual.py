@@ -1,10 +1,10 @@
 """``skillbank continual``: learn tasks in sequence with one or several strategies; print R
 and the metrics. Several strategies (or --executor / --address / --workers) run one
-``continual`` job each (``run.jobs.continual_job``) on an executor."""
+``continual`` job each (``continual.jobs.CONTINUAL``) on an executor."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -74,7 +74,7 @@ def continual_cmd(
     With several strategies, or --executor / --address / --workers, each strategy's whole
     sequence is one job (as in `skillbank sweep`); the joint reference (--joint) is trained
     once, in this process, and shared by every job."""
-    from ..acquire.continual import ContinualConfig, joint_reference, run_continual
+    from ..continual.strategies import ContinualConfig, joint_reference, run_continual
     from ..report.html import write_report
     from ..repro.continual import continual_sections
 
@@ -138,19 +138,18 @@ def _continual_jobs(library, base, cfg, strategies: list[str], a_star, out_dir,
                     executor: str | None, address: str | None, workers: int | None,
                     as_json: bool) -> None:
     """One ``continual`` job per strategy on an executor; R and metrics of each, one report."""
-    from ..acquire.continual import ContinualRun
+    from ..continual.jobs import continual_job
+    from ..continual.strategies import ContinualRun
     from ..report.html import write_report
     from ..repro.continual import continual_sections
-    from ..run import Job, get_executor
+    from ..run import get_executor
 
-    jobs = [Job("continual", {"config": asdict(replace(cfg, strategy=s)), "base": base.name,
-                              "joint": a_star}, label=f"continual {s}") for s in strategies]
+    jobs = [continual_job(base, replace(cfg, strategy=s), a_star) for s in strategies]
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, \
             ui.bar(f"continual {','.join(strategies)} ({ex.name} × {ex.workers})",
                    len(jobs)) as step:
-        count = iter(range(1, len(jobs) + 1))
-        done = ex.run(library.home, jobs, on_result=lambda _: step(next(count), None))
+        done = ex.run(library.home, jobs, progress=lambda d, _t: step(d, None))
         ex_name, ex_workers = ex.name, ex.workers
     runs, failed = [], []
     for s, r in zip(strategies, done, strict=True):
@@ -186,7 +185,7 @@ def _base(library, name: str | None):
     if name is not None:
         return library.base(name)
     from ..acquire.pretrain import find_base
-    from ..demo import DemoConfig
+    from ..standard import DemoConfig
 
     found = find_base(library, DemoConfig().base)
     if found is None:

@@ -46,10 +46,10 @@ def import_cmd(directory: Path,
     from ..peft_io import import_peft
 
     library = lib()
-    skill = library.add(import_peft(directory, name, library.base(base)))
+    skill, new = library.store(import_peft(directory, name, library.base(base)))
     if as_json:
-        return emit(dict(skill.manifest(), new=library.last_add_new))
-    if library.last_add_new:
+        return emit(dict(skill.manifest(), new=new))
+    if new:
         out.print(f"imported {skill.ref} ({skill.num_params():,} parameters)")
     else:
         out.print(f"{skill.ref} already holds this content; no new version")

@@ -100,8 +100,8 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
                    name: str | None, executor: str | None, address: str | None,
                    workers: int | None, as_json: bool) -> None:
     """One ``localize`` job per sparsity on an executor; a table (or JSON) of the grafts."""
-    from ..run import get_executor
-    from ..run.sweep import localize_job
+    from ..localize.jobs import localize_job
+    from ..run import ensure, get_executor
 
     if name is not None:
         raise SkillError("--name names one graft; with several sparsities or an executor "
@@ -111,12 +111,11 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, \
             ui.bar(f"localize {src.ref} ({ex.name} × {ex.workers})", len(jobs)) as step:
-        count = iter(range(1, len(jobs) + 1))
-        done = ex.run(library.home, jobs, on_result=lambda _: step(next(count), None))
+        done = ensure(ex, library, jobs, lambda d, _t: step(d, None))
         ex_name, ex_workers = ex.name, ex.workers
     grafts, failed = [], []
     for s, r in zip(sparsities, done, strict=True):
-        if r.status != "done":
+        if r.status == "failed":
             failed.append({"sparsity": s, "label": r.job.label, "error": r.error})
             continue
         m = library.get(r.result["ref"]).metrics["localization"]

@@ -36,7 +36,7 @@ def sweep_cmd(config: Annotated[Path, typer.Argument(
     parallel on the executor. A job that fails (or whose worker dies) is tried once
     more, then reported failed while the rest complete; the exit code is then 1."""
     from ..run import get_executor
-    from ..run.sweep import Plan, load_config, run_sweep
+    from ..sweep import Plan, load_config, run_sweep
 
     cfg = load_config(config)
     library = lib()

@@ -36,24 +36,23 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                  workers: WorkersOpt = None,
                  ) -> None:
     """Score each candidate skill's features on TASK's inputs (LogME, TMI, LEEP, H-score) and rank them."""
+    from ..run import EXECUTORS, get_executor
     from ..transfer.estimators import ESTIMATORS
-    from ..transfer.rank import POSITIONS, compare, score_candidates, verify_on
-    from ..transfer.rank import verify as run_verify
-    from ..worlds import get_world
+    from ..transfer.jobs import verify_on
+    from ..transfer.rank import POSITIONS, compare, score_candidates
+    from ..worlds import get_world, pinned_args
 
     if estimator not in ESTIMATORS:
         raise SkillError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
     if positions not in POSITIONS:
         raise SkillError(f"unknown positions {positions!r}; choose from {', '.join(POSITIONS)}")
-    world_args = {"path": str(data.resolve())} if data is not None else {}
+    world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
     get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
     library = lib()
     skills = [library.get(r) for r in csv_list(candidates)]
     base = library.base_of(skills[0])
     if base.kind != "causal":
         raise SkillError(f"transfer ranks generation skills; base {base.name} is {base.kind}")
-    from ..run import EXECUTORS
-
     if executor is not None and executor not in EXECUTORS:
         raise SkillError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if (executor or address or workers) and not verify:
@@ -65,22 +64,13 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                                   world_args=world_args, progress=step)
     result = {**scored, "task": task, "world": world, "base": base.name, "estimator": estimator,
               "rankings": scored["ranking"], "ranking": scored["ranking"][estimator]}
-    if verify and (executor or address or workers):
-        from ..run import get_executor
-
+    if verify:
         with get_executor(executor, address, workers) as ex, \
                 ui.bar(f"verify (fine-tune from each, {ex.name} × {ex.workers})",
                        len(skills) + 1) as step:
             verified = verify_on(ex, library.home, base, skills, world, task, steps,
                                  n_eval=n_eval, seed=seed, world_args=world_args,
                                  progress=lambda i, _: step(i, None))
-    elif verify:
-        runs = len(skills) + 1
-        with ui.bar("verify (fine-tune from each)", runs * steps) as step:
-            order = {s.ref: i for i, s in enumerate(skills)} | {"scratch": len(skills)}
-            verified = run_verify(base, skills, world, task, steps, n_eval=n_eval, seed=seed,
-                                  world_args=world_args,
-                                  progress=lambda subj, st, loss: step(order[subj] * steps + st, loss))
     if verify:
         result["verified"] = verified
         result["agreement"] = compare(scored, verified)

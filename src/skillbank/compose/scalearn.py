@@ -73,7 +73,7 @@ def omega_key(module: str, shared: bool) -> str:
     return _LAYER.sub(".layers.*.", module) if shared else module
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScaLearnRecipe:
     variant: str = "scalearn"
     steps: int = 300
@@ -81,6 +81,9 @@ class ScaLearnRecipe:
     batch_size: int = 32
     pool: int = 300  # training examples per target task
     seed: int = 0
+    warmup: int = 10
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
 
     def check(self) -> None:
         if self.variant not in VARIANTS:
@@ -188,7 +191,8 @@ def train_scalearn(
         dict(model.omega.named_parameters()),
         Sampler(pools, recipe.batch_size, recipe.seed),
         base.load_tokenizer(),
-        LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=10),
+        LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup,
+                   weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip),
         progress=progress,
     )
     refs = [m.ref for m in members]

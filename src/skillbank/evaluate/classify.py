@@ -13,7 +13,7 @@ majority share of the eval split, its ECE the gap between that and the train sha
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,6 @@ from ..skill import Skill, SkillError
 from .metrics import summarize_classification
 
 if TYPE_CHECKING:
-    from ..library import Library
     from ..worlds.base import World
 
 
@@ -85,30 +84,3 @@ def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str
         probs = skill_probs(base, skill, [ex.prompt for ex in examples])
     y = label_indices(examples, labels).numpy()
     return summarize_classification(probs, y, seed=seed)
-
-
-def classification_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: str,
-                          world: World, tasks: Sequence[str], n: int = 200, seed: int = 0,
-                          world_args: dict | None = None, include_base: bool = True,
-                          progress: Callable[[str, str], None] | None = None
-                          ) -> dict[str, dict[str, dict]]:
-    """``eval_matrix`` for classification: ``{subject: {task: metrics}}``, each cell also
-    written to the library's results table (its spec names the predictor)."""
-    subjects: list[tuple[str, Skill | None]] = [(f"base:{base.name}", None)] if include_base else []
-    subjects += [(s.ref, s) for s in skills]
-    for _, s in subjects:
-        if s is not None:
-            check_base(s, base)
-    out: dict[str, dict[str, dict]] = {}
-    for subject, skill in subjects:
-        out[subject] = {}
-        for task in tasks:
-            metrics = evaluate_classifier(base, skill, world, task, n, seed)
-            out[subject][task] = metrics
-            predictor = "majority-class baseline" if skill is None else "skill head"
-            lib.add_result(subject, world_name, task, metrics,
-                           {"n": n, "seed": seed, "base": base.fingerprint,
-                            "world_args": world_args or {}, "predictor": predictor})
-            if progress is not None:
-                progress(subject, task)
-    return out

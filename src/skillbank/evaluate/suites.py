@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..base import Base
+from ..base import Base, check_base
 from ..library import Library
+from ..routed import load_routed
 from ..skill import Skill, SkillError
 from ..worlds import get_world
 from ..worlds.base import World
@@ -35,10 +36,43 @@ def load_subject(lib: Library, base: Base, skills: Sequence[Skill]):
         return base.load_model(list(skills))
     if len(skills) > 1:
         raise SkillError("a router skill is evaluated on its own, not stacked with other skills")
-    from ..compose.route import load_routed
-
     members = [lib.get(ref) for ref in routers[0].config["members"]]
     return load_routed(base, routers[0], members)
+
+
+def result_spec(base: Base, n: int, seed: int, world_args: dict | None, **extra) -> dict:
+    """The spec row every stored result has: how many held-out inputs, seed, base, data."""
+    return {"n": n, "seed": seed, "base": base.fingerprint, "world_args": world_args or {},
+            **extra}
+
+
+def classifies(base: Base, world: World) -> bool:
+    """Whether subjects on ``base`` in ``world`` are classifiers (else generators)."""
+    return base.kind == "encoder" or world.kind == "classification"
+
+
+def evaluate_cell(lib: Library, base: Base, subject: str, skills: Sequence[Skill],
+                  world_name: str, world: World, task: str, n: int, seed: int,
+                  world_args: dict | None = None, model=None, tokenizer=None
+                  ) -> tuple[dict[str, Any], int]:
+    """``(metrics, result id)`` of one subject (``base:<name>`` or a skill ref, with
+    ``skills`` applied) on one task, written to the library's results table. ``model`` and
+    ``tokenizer``, if given, are the subject already loaded (a generator)."""
+    if classifies(base, world):
+        from .classify import evaluate_classifier
+
+        for s in skills:
+            check_base(s, base)
+        skill = skills[0] if skills else None
+        metrics = evaluate_classifier(base, skill, world, task, n, seed)
+        predictor = "majority-class baseline" if skill is None else "skill head"
+        spec = result_spec(base, n, seed, world_args, predictor=predictor)
+    else:
+        model = model if model is not None else load_subject(lib, base, skills)
+        tokenizer = tokenizer if tokenizer is not None else base.load_tokenizer()
+        metrics = evaluate_model(model, tokenizer, world, task, n, seed)
+        spec = result_spec(base, n, seed, world_args)
+    return metrics, lib.add_result(subject, world_name, task, metrics, spec)
 
 
 def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: str,
@@ -46,25 +80,19 @@ def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: s
                 include_base: bool = True,
                 progress: Callable[[str, str], None] | None = None) -> dict[str, dict[str, dict]]:
     """``{subject: {task: metrics}}`` for the base (optional) and every skill; each cell is
-    also written to the library's results table."""
+    also written to the library's results table (``evaluate_cell``)."""
     world = get_world(world_name, **(world_args or {}))
-    if base.kind == "encoder" or getattr(world, "kind", "") == "classification":
-        from .classify import classification_matrix  # an encoder base: classification skills
-
-        return classification_matrix(lib, base, skills, world_name, world, tasks, n, seed,
-                                     world_args, include_base, progress)
-    tokenizer = base.load_tokenizer()
     subjects: list[tuple[str, list[Skill]]] = [(f"base:{base.name}", [])] if include_base else []
     subjects += [(s.ref, [s]) for s in skills]
+    generator = not classifies(base, world)
+    tokenizer = base.load_tokenizer() if generator else None
     out: dict[str, dict[str, dict]] = {}
     for subject, applied in subjects:
-        model = load_subject(lib, base, applied)
+        model = load_subject(lib, base, applied) if generator else None
         out[subject] = {}
         for task in tasks:
-            metrics = evaluate_model(model, tokenizer, world, task, n, seed)
-            out[subject][task] = metrics
-            lib.add_result(subject, world_name, task, metrics,
-                           {"n": n, "seed": seed, "base": base.fingerprint, "world_args": world_args or {}})
+            out[subject][task], _ = evaluate_cell(lib, base, subject, applied, world_name, world,
+                                                  task, n, seed, world_args, model, tokenizer)
             if progress is not None:
                 progress(subject, task)
     return out

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ from ..worlds import get_world
 from . import graft
 
 
-@dataclass
+@dataclass(frozen=True)
 class GraftRecipe:
     """Everything that decides a graft's mask, with the settings chosen at this scale.
 
@@ -318,7 +318,7 @@ def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = N
     if not world_name or not task:
         raise SkillError(f"skill {skill.ref} does not record its world and task "
                          "(a merge, an import?): pass --world and --task")
-    recipe.world, recipe.task, recipe.world_args = world_name, task, world_args
+    recipe = replace(recipe, world=world_name, task=task, world_args=world_args)
     world = get_world(world_name, **world_args)
     tokenizer = base.load_tokenizer()
     model = base.load_model()

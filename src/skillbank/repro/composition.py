@@ -1,6 +1,6 @@
 """``skillbank repro composition``: every composition method on the same six strings skills.
 
-Methods, all on the demo's six LoRA skills (``demo.ensure_demo_skills``) and its base:
+Methods, all on the demo's six LoRA skills (``standard.demo_skills``) and its base:
 
 - training-free ΔW merges (``compose/ops.py``): ``linear`` (weights 1), ``ties-peft`` and
   ``ties-mergekit`` (density 0.2, the two sign conventions), ``dare_linear`` and
@@ -40,13 +40,13 @@ from ..base import Base
 from ..compose.lorahub import lorahub
 from ..compose.measure import normalised
 from ..compose.ops import MergeSpec, aligned_deltas, merge_skills
-from ..compose.route import load_routed, router_recipe, train_router
+from ..compose.route import RouterRecipe, load_routed
 from ..compose.scalearn import VARIANTS, ScaLearnRecipe, train_scalearn
-from ..demo import DemoConfig, ensure_demo_skills
 from ..evaluate.suites import evaluate_model
 from ..report.html import Section
 from ..report.plots import heatmap
 from ..skill import Skill
+from ..standard import ROUTER_NAME, DemoConfig, demo_router, demo_skills
 from ..worlds import get_world
 from . import Outcome
 
@@ -57,15 +57,14 @@ PAPER = (
 CLAIM = "a routed composition of 6 skills keeps ≥ 95% normalised accuracy on every member task"
 TARGET = 0.95
 WORLD = "strings"
-ROUTER_NAME = "composition-router"  # stored, and re-used by recipe by the demo and the repro
+_ = ROUTER_NAME  # the stored router, re-used by recipe by the demo and the repro
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scale:
     n_eval: int = 200
-    router_steps: int = 1000
-    router_batch: int = 64
-    router_lr: float = 3e-3
+    router_steps: int | None = None  # None: RouterRecipe's default (the demo's router)
+    router_batch: int | None = None
     scalearn_steps: int = 250
     scalearn_pool: int = 300
     lorahub_steps: int = 40
@@ -113,6 +112,12 @@ def deviation_from_sum(
     return (num / den) ** 0.5 if den > 0 else 0.0
 
 
+def scale_router(scale: Scale, tasks: Sequence[str], seed: int) -> RouterRecipe:
+    given = {"steps": scale.router_steps, "batch_size": scale.router_batch}
+    return RouterRecipe(WORLD, tuple(tasks), seed=seed,
+                        **{k: v for k, v in given.items() if v is not None})
+
+
 def holds(figures: dict) -> bool:
     """The docstring's rule: the router keeps ≥ TARGET normalised accuracy on every task."""
     norm = figures["methods"]["router"]["normalised"]
@@ -145,8 +150,12 @@ def compare(
     scale: Scale,
     seed: int,
     ui,
+    router: RouterRecipe | None = None,
+    executor=None,
 ) -> dict[str, Any]:
-    """Build every requested method on ``skills`` and measure it; the figures of this module."""
+    """Build every requested method on ``skills`` and measure it; the figures of this module.
+    The router is ``router`` (default: :func:`scale_router`), re-used or trained as a job
+    on ``executor`` (default: in this process)."""
     n = scale.n_eval
     aligned = aligned_deltas(skills)
     alone = {}
@@ -222,25 +231,8 @@ def compare(
         }
     if "router" in methods:
         t0 = time.perf_counter()
-        recipe = router_recipe(WORLD, tasks, scale.router_steps, scale.router_lr, scale.router_batch, seed)
-        members = [s.ref for s in skills]
-        ref = lib.find(ROUTER_NAME, base.fingerprint, recipe,
-                       where=lambda m: m["config"]["members"] == members)
-        r = lib.get(ref) if ref else None
-        if r is None:
-            with ui.bar("router", scale.router_steps) as step:
-                r = lib.add(train_router(
-                    ROUTER_NAME,
-                    base,
-                    skills,
-                    WORLD,
-                    tasks,
-                    steps=scale.router_steps,
-                    lr=scale.router_lr,
-                    batch_size=scale.router_batch,
-                    seed=seed,
-                    progress=step,
-                ))
+        recipe = router if router is not None else scale_router(scale, tasks, seed)
+        r = demo_router(lib, base, list(skills), recipe, ui, executor)
         em = _exact_match(load_routed(base, r, skills), base, tasks, n, seed)
         out["router"] = {
             "exact_match": em,
@@ -251,11 +243,7 @@ def compare(
             "train_seconds": r.metrics["train"]["seconds"],
             "ref": r.ref,
             "mean_alpha": r.metrics["mean_alpha"],
-            "train": {
-                "steps": scale.router_steps,
-                "lr": scale.router_lr,
-                "batch_size": scale.router_batch,
-            },
+            "train": {"steps": recipe.steps, "lr": recipe.lr, "batch_size": recipe.batch_size},
         }
     for entry in out.values():
         vals = [v for v in entry["normalised"].values() if v is not None]
@@ -318,7 +306,7 @@ def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:
         )
     else:
         cfg = DemoConfig(seed=seed)
-    base, skills = ensure_demo_skills(lib, cfg, ui)
+    base, skills = demo_skills(lib, cfg, ui)
     methods = [*merge_specs(1, 1, seed), "lorahub", *VARIANTS, "router"]
     figures = compare(lib, base, skills, cfg.tasks, methods, QUICK if quick else FULL, seed, ui)
     tab, sections = table_and_sections(figures, out_dir, "Normalised accuracy: methods × tasks")
@@ -338,19 +326,16 @@ def composition_section(
     tasks: Sequence[str],
     out_dir: Path,
     ui,
+    router: RouterRecipe,
     n_eval: int = 200,
     seed: int = 0,
-    router_steps: int = FULL.router_steps,
+    executor=None,
 ) -> tuple[dict, list[Section]]:
     """For the demo: router, linear, ties (PEFT convention) and cat on the demo's skills, as
-    ``(figures, sections)``; about 2 minutes at full scale, nearly all of it the router's
-    1000 steps (pass ``router_steps=400`` to cut it by more than half, at some
-    cost on dedup and dup).
-    ``figures["router_meets_target"]`` applies this module's rule."""
-    scale = Scale(n_eval=n_eval, router_steps=router_steps)
-    figures = compare(
-        lib, base, skills, tasks, ["linear", "ties-peft", "cat", "router"], scale, seed, ui
-    )
+    ``(figures, sections)``; nearly all of its time is the router's training (a ``route``
+    job on ``executor``). ``figures["router_meets_target"]`` applies this module's rule."""
+    figures = compare(lib, base, skills, tasks, ["linear", "ties-peft", "cat", "router"],
+                      Scale(n_eval=n_eval), seed, ui, router=router, executor=executor)
     figures["router_meets_target"] = holds(figures)
     _, sections = table_and_sections(figures, out_dir, "Composition: normalised accuracy")
     return figures, sections

@@ -29,8 +29,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..acquire.continual import STRATEGIES, ContinualConfig, joint_reference, run_continual
 from ..acquire.pretrain import BaseRecipe, ensure_base, find_base
+from ..continual.strategies import STRATEGIES, ContinualConfig, joint_reference, run_continual
 from ..evaluate.continual import acquisition_efficiency
 from ..report.html import Section
 from ..report.plots import curves
@@ -67,7 +67,7 @@ def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:
             replay_memory=32,
         )
     else:
-        from ..demo import DemoConfig
+        from ..standard import DemoConfig
 
         recipe = DemoConfig().base
         if find_base(lib, recipe) is None:

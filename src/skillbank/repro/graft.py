@@ -4,7 +4,7 @@ Panigrahi et al. 2023 (PAPERS.md §5) graft a small learned fraction of a fine-t
 model's changes onto the pre-trained model and recover most of its performance, better
 calibrated; grafts of different tasks barely overlap, and overlap tracks task similarity.
 
-At CPU scale on the demo (``demo.ensure_demo_skills``: the ``mini`` strings base and six
+At CPU scale on the demo (``standard.demo_skills``: the ``mini`` strings base and six
 rank-8 LoRA skills), for every skill and every sparsity in ``SPARSITIES`` (1e-4 … 1e-1
 of the 160,128 eligible block parameters) ``localize.ops.localize`` trains a graft and
 measures, on held-out inputs, exact match, relative gain (P_graft − P_base)/(P_skill −
@@ -37,6 +37,7 @@ smallest measured sparsity where the learned graft reaches 0.90 (``crossing``).
 from __future__ import annotations
 
 import statistics
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,14 @@ import torch
 from ..acquire.pretrain import BaseRecipe
 from ..compose.measure import normalised, normalised_accuracy
 from ..compose.ops import MergeSpec, merge_skills
-from ..demo import DemoConfig, ensure_demo_skills
 from ..library import Library
-from ..localize.ops import GraftRecipe, localize
+from ..localize.jobs import ensure_graft, localize_job, recipe_for
 from ..localize.overlap import overlap_vs_transfer
 from ..report.html import Section
 from ..report.plots import heatmap, sparsity_curves
+from ..run import ensure, get_executor
 from ..skill import Skill
+from ..standard import DemoConfig, demo_skills
 from . import Outcome
 
 PAPER = "Panigrahi et al. 2023, Task-Specific Skill Localization in Fine-tuned Language Models"
@@ -61,34 +63,6 @@ SPARSITIES = (1e-4, 1e-3, 1e-2, 1e-1)
 STEPS = {1e-4: 100, 1e-3: 150, 1e-2: 200, 1e-1: 100}
 MASKS = ("learned", "top_delta", "random")
 QUICK = {"sparsities": (1e-2, 1e-1), "steps": 5, "n_train": 32, "n_val": 16, "n_eval": 8}
-
-
-def graft_name(skill: Skill, sparsity: float) -> str:
-    return f"{skill.name}-graft-{sparsity:g}"
-
-
-def recipe_for(skill: Skill, sparsity: float, seed: int, **overrides) -> GraftRecipe:
-    """The recipe for ``skill`` with its world and task filled in (as ``localize`` stores it)."""
-    return GraftRecipe(sparsity=sparsity, seed=seed, world=skill.recipe.get("world"),
-                       task=skill.recipe.get("task"),
-                       world_args=dict(skill.recipe.get("world_args") or {}), **overrides)
-
-
-def graft_n_eval(manifest: dict) -> int | None:
-    """How many held-out inputs a stored graft was evaluated on (part of its identity)."""
-    return manifest.get("metrics", {}).get("localization", {}).get("n_eval")
-
-
-def ensure_graft(lib: Library, base, skill: Skill, recipe: GraftRecipe, n_eval: int, ui) -> Skill:
-    """The stored graft of ``skill`` made by exactly ``recipe`` and ``n_eval``, or a new one."""
-    name = graft_name(skill, recipe.sparsity)
-    ref = lib.find(name, base.fingerprint, recipe.as_dict() | {"source": skill.ref},
-                   where=lambda m: graft_n_eval(m) == n_eval)
-    if ref:
-        return lib.get(ref)
-    with ui.bar(f"localize {skill.name} at {recipe.sparsity:g}", recipe.steps) as step:
-        made = localize(base, skill, recipe, name=name, n_eval=n_eval, progress=step)
-    return lib.add(made)
 
 
 def graft_figures(g: Skill) -> dict[str, Any]:
@@ -106,19 +80,19 @@ def graft_figures(g: Skill) -> dict[str, Any]:
 
 
 def localization_section(lib: Library, base, skills, tasks, out_dir: Path, ui, seed: int,
-                         n_eval: int = 200, steps: int | None = None,
+                         n_eval: int = 200, steps: int | None = None, executor=None,
                          ) -> tuple[dict, list[Section]]:
     """The demo's ``localization`` summary and report sections: each skill grafted at 1%
-    (stored grafts re-used by recipe), its gains and ECE, and the overlap of the grafts.
-
-    Takes 11 s on the demo with the six 1% grafts stored (overlap, zero-shot transfer,
-    heatmap); making the grafts costs one localization each (~15 s idle, 45–115 s on the
-    shared machine) — ``skillbank repro graft`` makes and stores them.
+    (a ``localize`` job on ``executor``, default in this process; stored grafts re-used by
+    recipe), its gains and ECE, and the overlap of the grafts.
 
     ``steps`` overrides the mask-training steps (the demo's tiny test configuration)."""
     extra = {} if steps is None else {"steps": steps}
-    grafts = [ensure_graft(lib, base, s, recipe_for(s, 1e-2, seed, **extra), n_eval, ui)
-              for s in skills]
+    jobs = [localize_job(base, s, 1e-2, n_eval, seed=seed, **extra) for s in skills]
+    with (get_executor() if executor is None else nullcontext(executor)) as ex, \
+            ui.bar(f"grafts ({ex.name} × {ex.workers})", len(jobs)) as step:
+        done = ensure(ex, lib, jobs, lambda d, _t: step(d, None), what="localize")
+    grafts = [lib.get(r.result["ref"]) for r in done]
     per = {s.name: {"task": t, **graft_figures(g)}
            for s, t, g in zip(skills, tasks, grafts, strict=True)}
     world = skills[0].recipe.get("world") if skills else "strings"
@@ -206,28 +180,27 @@ def prepare(lib: Library, ui, seed: int, quick: bool, executor) -> None:
     (``train`` jobs, if absent) and every graft (one ``localize`` job per skill × sparsity,
     stored ones skipped by the worker); :func:`run` then re-uses them all by recipe, so its
     figures are those of an in-process run."""
-    from ..run.sweep import localize_job
-
     cfg, sparsities, over = settings(seed, quick)
-    base, skills = ensure_demo_skills(lib, cfg, ui, executor)
+    base, skills = demo_skills(lib, cfg, ui, executor)
     jobs = [localize_job(base, s, sp, cfg.n_eval, seed=seed, **fields_at(sp, over))
             for s in skills for sp in sparsities]
-    count = iter(range(1, len(jobs) + 1))
     with ui.bar(f"grafts ({executor.name} × {executor.workers})", len(jobs)) as step:
-        executor.run_all(lib.home, jobs, "localize", on_result=lambda _: step(next(count), None))
+        ensure(executor, lib, jobs, lambda d, _t: step(d, None), what="localize")
 
 
 def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:
     torch.set_num_threads(1)
     cfg, sparsities, over = settings(seed, quick)
-    base, skills = ensure_demo_skills(lib, cfg, ui)
+    base, skills = demo_skills(lib, cfg, ui)
     world, n = cfg.base.world, cfg.n_eval
     per: dict[str, dict] = {}
     at_1pct: list[Skill] = []
     for s in skills:
         per[s.name] = {"task": s.recipe.get("task"), "by_sparsity": {}}
         for sp in sparsities:
-            g = ensure_graft(lib, base, s, recipe_for(s, sp, seed, **fields_at(sp, over)), n, ui)
+            recipe = recipe_for(s, sp, seed, **fields_at(sp, over))
+            with ui.bar(f"localize {s.name} at {sp:g}", recipe.steps) as step:
+                g, _ = ensure_graft(lib, base, s, recipe, n, step)
             per[s.name]["by_sparsity"][f"{sp:g}"] = graft_figures(g)
             if sp == 1e-2:
                 at_1pct.append(g)

@@ -82,7 +82,7 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     if quick:
         base, _ = ensure_base(lib, "strings-tiny-quick", QUICK_BASE)
     else:
-        from ..demo import DemoConfig
+        from ..standard import DemoConfig
 
         with ui.bar("base strings-mini", DemoConfig().base.steps) as step:
             base, _ = ensure_base(lib, "strings-mini", DemoConfig().base, progress=step)

@@ -47,7 +47,6 @@ import torch
 from ..acquire.lora import LoraRecipe, train_lora
 from ..acquire.pretrain import BaseRecipe, ensure_base, find_base
 from ..compose.logits import upscale_eval
-from ..demo import DemoConfig, ensure_demo_skills
 from ..evaluate.skillmix import (
     CallByCall,
     OneShot,
@@ -59,6 +58,7 @@ from ..evaluate.skillmix import (
 from ..library import Library
 from ..report.html import Section
 from ..report.plots import curves
+from ..standard import DemoConfig, demo_skills
 from ..worlds import get_world
 from . import Outcome
 
@@ -93,7 +93,7 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
     demo, chain_hp, n, large_size = _configs(seed, quick)
     world_name = demo.base.world
     world = get_world(world_name)
-    base, skills = ensure_demo_skills(lib, demo, ui)
+    base, skills = demo_skills(lib, demo, ui)
     prims = list(demo.tasks)
     held = hold_out_pairs(prims, HELD_OUT_FRACTION, seed)
     train_tasks = prims + ["+".join(c) for c in all_chains(prims, 2) if c not in held]

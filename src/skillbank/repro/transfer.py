@@ -1,7 +1,7 @@
 """Transferability estimators rank library skills as fine-tuning starts (PAPERS.md §9).
 
 Setup (strings world, the demo's base and its six LoRA skills rot, shift, dedup, drop, swap,
-dup from ``demo.ensure_demo_skills``): the target task is ``rot+shift`` (a chain none of the
+dup from ``standard.demo_skills``): the target task is ``rot+shift`` (a chain none of the
 candidates was trained on; fixed before any run). Every candidate is scored by LogME, TMI,
 LEEP and H-score on the target's training inputs (``transfer.rank.score_candidates``:
 answer-position hidden states of base + candidate, labels = next target token). Each
@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from ..acquire.pretrain import BaseRecipe
-from ..demo import DemoConfig, ensure_demo_skills
 from ..library import Library
 from ..report.html import Section
+from ..standard import DemoConfig, demo_skills
 from ..transfer.estimators import ESTIMATORS
 from ..transfer.rank import compare, score_candidates, verify
 from . import Outcome
@@ -51,7 +51,7 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
         steps, n_score, n_eval = 3, 16, 8
     else:
         cfg, steps, n_score, n_eval = DemoConfig(), STEPS, N_SCORE, N_EVAL
-    base, skills = ensure_demo_skills(lib, cfg, ui)
+    base, skills = demo_skills(lib, cfg, ui)
     world = cfg.base.world
 
     with ui.bar(f"score {len(skills)} candidates", len(skills) + 1) as step:

@@ -1,7 +1,7 @@
 """One executor interface: run many small jobs in-process, on local cores, or on Ray.
 
-A :class:`Job` is small and pure: a kind (``train``, ``compose``, ``eval``, see
-``run.jobs``) and a JSON-able spec that names skills and data by id. The worker that
+A :class:`Job` is small and pure: a kind (``train``, ``compose``, ``eval``, …, each
+registered by the operation that owns it; see ``run.registry``) and a JSON-able spec that names skills and data by id. The worker that
 runs it opens the library, loads what the spec names, writes its results back through
 the library and returns a small dict. So a job ships only ids, and a sweep can stop and
 resume at any point: everything it made is already in the library.
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..skill import SkillError
-from .jobs import HomeNotShared, check_home, write_probe
-from .jobs import probe_path as _probe_path
+from .registry import JobKind, kind_of, register, target
+from .worker import HomeNotShared, QuietUi, check_home, write_probe
+from .worker import probe_path as _probe_path
 
 MAX_ATTEMPTS = 2  # a job is tried once more after a failure or a dead worker
 EXECUTORS = ("local", "ray")
@@ -39,6 +40,12 @@ class Job:
     kind: str
     spec: dict[str, Any] = field(hash=False)
     label: str = ""  # for progress and error reports
+    module: str = ""  # the module that registers ``kind`` (imported by a fresh worker)
+
+    @property
+    def target(self) -> str:
+        """What a worker is sent to look the kind up (``run.registry.resolve``)."""
+        return target(self.kind, self.module)
 
 
 @dataclass
@@ -55,6 +62,7 @@ class JobResult:
 
 
 OnResult = Callable[[JobResult], None]
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 def one_line(e: BaseException) -> str:
@@ -69,25 +77,36 @@ class Executor:
     name = "executor"
     workers = 1
 
-    def run(self, home: str | Path, jobs: Sequence[Job],
-            on_result: OnResult | None = None) -> list[JobResult]:
+    def run(self, home: str | Path, jobs: Sequence[Job], on_result: OnResult | None = None,
+            progress: Progress | None = None) -> list[JobResult]:
         """Run ``jobs`` (in any order); results come back in job order. ``on_result`` is
-        called once per job as it finishes (a progress bar). The home must already exist."""
+        called once per job as it finishes, ``progress(done, total)`` after it (a progress
+        bar). The home must already exist."""
         home = Path(home).resolve()
         check_home(home, None)
         if not jobs:
             return []
+        count = 0
+
+        def finished(r: JobResult) -> None:
+            nonlocal count
+            count += 1
+            if on_result is not None:
+                on_result(r)
+            if progress is not None:
+                progress(count, len(jobs))
+
         probe = write_probe(home)  # workers prove they see this very directory
         try:
-            return self._run(str(home), probe, list(jobs), on_result or (lambda r: None))
+            return self._run(str(home), probe, list(jobs), finished)
         finally:
             _probe_path(home, probe).unlink(missing_ok=True)
 
     def run_all(self, home: str | Path, jobs: Sequence[Job], what: str,
-                on_result: OnResult | None = None) -> list[JobResult]:
+                progress: Progress | None = None) -> list[JobResult]:
         """:meth:`run` for jobs that must all succeed: ``SkillError`` naming how many of the
         ``what`` jobs failed and the first one's error (after every job has run)."""
-        done = self.run(home, jobs, on_result)
+        done = self.run(home, jobs, progress=progress)
         failed = [r for r in done if r.status == "failed"]
         if failed:
             raise SkillError(f"{len(failed)} of {len(done)} {what} jobs failed; first: "
@@ -140,6 +159,38 @@ class Attempts:
         return [r for r in self.results if r is not None]
 
 
+def ensure(executor: Executor, lib, jobs: Sequence[Job],
+           progress: Progress | None = None, what: str | None = None) -> list[JobResult]:
+    """Find or make: the one way every operation re-uses what the library already holds.
+
+    A job whose kind says its output is stored (``JobKind.stored``) is not run: it comes
+    back ``skipped`` with the stored result; the others run on ``executor`` against
+    ``lib`` (a :class:`~skillbank.library.Library`). Results are in
+    job order; ``progress(done, total)`` counts both. With ``what``, a failed job is a
+    ``SkillError`` (as :meth:`Executor.run_all`) after every job has run."""
+    settled: dict[int, JobResult] = {}
+    for i, job in enumerate(jobs):
+        kind = kind_of(job.kind, job.module)
+        found = kind.stored(lib, job.spec) if kind is not None and kind.stored else None
+        if found is not None:
+            settled[i] = JobResult(job, "skipped", found, attempts=0)
+    todo = [i for i in range(len(jobs)) if i not in settled]
+    total = len(jobs)
+    if progress is not None and settled:
+        progress(len(settled), total)
+    ran = executor.run(lib.home, [jobs[i] for i in todo],
+                       progress=None if progress is None else
+                       (lambda d, _t: progress(len(settled) + d, total)))
+    out = [settled.get(i) for i in range(len(jobs))]
+    for i, r in zip(todo, ran, strict=True):
+        out[i] = r
+    failed = [r for r in out if r.status == "failed"]
+    if what is not None and failed:
+        raise SkillError(f"{len(failed)} of {len(out)} {what} jobs failed; first: "
+                         f"{failed[0].job.label}: {failed[0].error}")
+    return out
+
+
 def get_executor(name: str | None = None, address: str | None = None,
                  workers: int | None = None, threads: int | None = None) -> Executor:
     """``local`` (default; ``workers > 1`` for a process pool) or ``ray``.
@@ -166,5 +217,5 @@ def get_executor(name: str | None = None, address: str | None = None,
     raise SkillError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "MAX_ATTEMPTS", "Executor", "HomeNotShared", "Job", "JobResult",
-           "get_executor"]
+__all__ = ["EXECUTORS", "MAX_ATTEMPTS", "Executor", "HomeNotShared", "Job", "JobKind",
+           "JobResult", "QuietUi", "ensure", "get_executor", "register"]

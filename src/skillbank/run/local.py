@@ -1,6 +1,6 @@
 """The local executor: jobs in this process (the default), or in a pool of processes.
 
-In-process, one :class:`~skillbank.run.jobs.Worker` lives as long as the executor, so
+In-process, one :class:`~skillbank.run.worker.Worker` lives as long as the executor, so
 loaded bases are reused across jobs and sweeps. With ``workers > 1`` each of N spawned
 processes holds its own Worker and runs one job at a time; a process that dies (killed,
 out of memory) breaks the pool, which is rebuilt, and the jobs that were running on it
@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from . import Attempts, Executor, Job, JobResult, OnResult, job_spec, one_line
-from .jobs import Worker
+from .worker import Worker
 
 _worker: Worker | None = None  # the pool process's worker
 
@@ -25,8 +25,8 @@ def _init(threads: int) -> None:
     _worker = Worker(threads)
 
 
-def _pool_run(kind: str, spec: dict) -> dict:
-    return _worker.run(kind, spec)
+def _pool_run(target: str, spec: dict) -> dict:
+    return _worker.run(target, spec)
 
 
 class LocalExecutor(Executor):
@@ -44,7 +44,7 @@ class LocalExecutor(Executor):
             while state.queue:
                 i = state.next()
                 try:
-                    state.done(i, self.worker.run(jobs[i].kind, job_spec(jobs[i], home, probe)))
+                    state.done(i, self.worker.run(jobs[i].target, job_spec(jobs[i], home, probe)))
                 except Exception as e:  # noqa: BLE001 - reported per job, the sweep goes on
                     state.failed(i, one_line(e))
             return state.finished()
@@ -58,7 +58,7 @@ class LocalExecutor(Executor):
                 i = state.next()
                 spec = job_spec(jobs[i], home, probe)
                 try:
-                    running[self.pool.submit(_pool_run, jobs[i].kind, spec)] = (i, self.pool)
+                    running[self.pool.submit(_pool_run, jobs[i].target, spec)] = (i, self.pool)
                 except BrokenProcessPool:  # broke before this job started: not its attempt
                     state.tries[i] -= 1
                     state.queue.append(i)

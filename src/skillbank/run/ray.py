@@ -3,7 +3,7 @@
 Imported only when ``--executor ray`` is chosen. ``RayExecutor(address)`` connects to the
 cluster at ``address`` (``ray.init(address=...)``; ``RAY_ADDRESS`` works too) or, with
 none, starts Ray on this machine. It starts one actor per ``threads`` CPUs of the
-cluster (or ``workers`` actors); each holds a :class:`~skillbank.run.jobs.Worker`, so a
+cluster (or ``workers`` actors); each holds a :class:`~skillbank.run.worker.Worker`, so a
 base is loaded once per actor and a job ships only ids. An actor runs one job at a time,
 so a dead actor costs exactly the job it held: the actor is replaced and that job tried
 once more. Every actor first proves it sees the driver's library home (the home must be
@@ -42,7 +42,7 @@ from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError  # no
 
 from ..skill import SkillError  # noqa: E402
 from . import Attempts, Executor, Job, JobResult, OnResult, job_spec, one_line  # noqa: E402
-from .jobs import Worker  # noqa: E402
+from .worker import Worker  # noqa: E402
 
 
 @ray.remote(max_restarts=0)
@@ -53,8 +53,8 @@ class _Actor:
     def check(self, home: str, probe: str) -> dict:
         return self.worker.check(home, probe)
 
-    def run(self, kind: str, spec: dict) -> dict:
-        return self.worker.run(kind, spec)
+    def run(self, target: str, spec: dict) -> dict:
+        return self.worker.run(target, spec)
 
 
 def _cause(e: RayTaskError) -> str:
@@ -106,7 +106,7 @@ class RayExecutor(Executor):
         while state.queue or running:
             while state.queue and idle:
                 actor, i = idle.pop(), state.next()
-                ref = actor.run.remote(jobs[i].kind, job_spec(jobs[i], home, probe))
+                ref = actor.run.remote(jobs[i].target, job_spec(jobs[i], home, probe))
                 running[ref] = (i, actor)
             [ref], _ = ray.wait(list(running), num_returns=1)
             i, actor = running.pop(ref)

@@ -14,8 +14,9 @@ Verification (:func:`verify`): train the target skill with the same recipe and b
 each candidate's LoRA tensors (``train_lora(init=...)``) and from PEFT's fresh init
 ("scratch"), evaluate exact match on held-out inputs, and compare the score order with the
 accuracy order by Kendall's τ-b, weighted τ (``scipy.stats.weightedtau``) and top-1 hit.
-:func:`verify_on` runs the same fine-tunes as one ``verify`` job each on an executor
-(``skillbank.run``), naming the base and candidates by id; each job calls :func:`verify_run`.
+``transfer.jobs.verify_on`` runs the same fine-tunes as one ``verify`` job each on an
+executor (``skillbank.run``), naming the base and candidates by id; each job calls
+:func:`verify_run`.
 """
 
 from __future__ import annotations
@@ -157,18 +158,18 @@ def verify(base: Base, skills: Sequence[Skill], world_name: str, task: str, step
     step, loss)`` is called every training step."""
     from ..worlds import get_world
 
-    _check_verify(skills)
+    check_verify(skills)
     world = get_world(world_name, **(world_args or {}))
     tokenizer = base.load_tokenizer()
     out: dict[str, dict[str, float]] = {}
-    for subject, src in _verify_runs(skills, scratch):
+    for subject, src in verify_runs(skills, scratch):
         step_cb = (lambda st, loss, _s=subject: progress(_s, st, loss)) if progress else None
         out[subject] = verify_run(base, src, subject == "scratch", world, tokenizer, world_name,
                                   task, steps, n_eval, seed, lr, batch_size, world_args, step_cb)
     return out
 
 
-def _check_verify(skills: Sequence[Skill]) -> None:
+def check_verify(skills: Sequence[Skill]) -> None:
     for s in skills:
         if s.kind != "lora":
             raise SkillError(f"verify fine-tunes from LoRA skills; {s.ref} is a {s.kind} skill")
@@ -176,7 +177,7 @@ def _check_verify(skills: Sequence[Skill]) -> None:
         raise SkillError("no candidate skills to verify")
 
 
-def _verify_runs(skills: Sequence[Skill], scratch: bool) -> list[tuple[str, Skill]]:
+def verify_runs(skills: Sequence[Skill], scratch: bool) -> list[tuple[str, Skill]]:
     """(subject, skill whose rank/alpha/modules the run uses): candidates, then scratch."""
     return [(s.ref, s) for s in skills] + ([("scratch", skills[0])] if scratch else [])
 
@@ -204,32 +205,6 @@ def verify_run(base: Base, src: Skill, from_scratch: bool, world, tokenizer, wor
             "mean_logprob": m["mean_logprob"], "train_seconds": round(t1 - t0, 3),
             "eval_seconds": round(time.perf_counter() - t1, 3),
             "final_loss": trained.metrics["train"]["final_loss"]}
-
-
-def verify_on(executor, home, base: Base, skills: Sequence[Skill], world_name: str, task: str,
-              steps: int, n_eval: int = 200, seed: int = 0, lr: float = 5e-3,
-              batch_size: int = 64, world_args: dict | None = None, scratch: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """:func:`verify` as one ``verify`` job per run on ``executor`` (``skillbank.run``),
-    each naming the base and the candidate by id in the library at ``home``: the same
-    result. ``progress(done, total)`` after every job; a failed job is a SkillError."""
-    from ..run import Job
-
-    _check_verify(skills)
-    runs = _verify_runs(skills, scratch)
-    jobs = [Job("verify", {"base": base.name, "source": src.ref, "scratch": subject == "scratch",
-                           "world": world_name, "world_args": dict(world_args or {}),
-                           "task": task, "steps": steps, "n_eval": n_eval, "seed": seed,
-                           "lr": lr, "batch_size": batch_size}, f"verify {subject}")
-            for subject, src in runs]
-    count = iter(range(1, len(jobs) + 1))
-
-    def tick(_) -> None:
-        if progress is not None:
-            progress(next(count), len(jobs))
-
-    done = executor.run_all(home, jobs, "verify", on_result=tick)
-    return {subject: r.result for (subject, _), r in zip(runs, done, strict=True)}
 
 
 def compare(scored: dict[str, Any], verified: dict[str, Any], metric: str = "exact_match") -> dict:

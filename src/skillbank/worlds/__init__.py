@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from .arith import ArithWorld
@@ -39,6 +40,17 @@ def get_world(name: str = "strings", **kwargs: Any) -> World:
     return cls(**kwargs)
 
 
+def pinned_args(name: str, args: dict[str, Any] | None) -> dict[str, Any]:
+    """``args`` with what identifies the world's data added (``World.identity``: a data
+    file's sha256), so a recipe holding them names the data by content, not by path. Only
+    worlds read from files are built for this; generated worlds need nothing."""
+    args = dict(args or {})
+    if name != "files":
+        return args
+    world = get_world(name, **args)
+    return {**args, "path": str(Path(args["path"]).resolve()), **world.identity()}
+
+
 __all__ = [
     "WORLDS",
     "ArithWorld",
@@ -49,5 +61,6 @@ __all__ = [
     "StringsWorld",
     "World",
     "get_world",
+    "pinned_args",
     "split_of",
 ]

@@ -100,6 +100,12 @@ class World(abc.ABC):
     """A family of tasks with exact graders."""
 
     name: str = ""
+    kind: str = "generation"  # "generation" (prompt → target text) or "classification"
+
+    def identity(self) -> dict:
+        """What, besides the world's name and arguments, decides its examples (e.g. a data
+        file's sha256); recipes record it so a changed data set gives a new recipe."""
+        return {}
 
     @abc.abstractmethod
     def tasks(self) -> list[str]:

@@ -21,6 +21,7 @@ raises ValueError with a one-line message naming the file and, where it applies,
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -58,20 +59,22 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
         raise ValueError(f"{path}: line {reader.line_num}: invalid CSV ({e})") from None
 
 
-def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs of a .jsonl or .csv file; ValueError on a bad file."""
+def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
+    """(line number, row) pairs of a .jsonl or .csv file and the sha256 of its bytes;
+    ValueError on a bad file."""
     if path.suffix not in (".jsonl", ".csv"):
         raise ValueError(f"{path}: unknown extension {path.suffix!r} (expected .jsonl or .csv)")
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
     records = _read_jsonl(path, text) if path.suffix == ".jsonl" else _read_csv(path, text)
     if not records:
         raise ValueError(f"{path}: empty file (no rows)")
-    return records
+    return records, hashlib.sha256(data).hexdigest()
 
 
 def _value(where: str, column: str, value: Any) -> str:
@@ -102,12 +105,16 @@ class FilesWorld(World):
 
     name = "files"
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], sha256: str | None = None):
         self.path = Path(path)
         self.kind = ""
         self._rows: dict[str, list[tuple[str, str]]] = {}
         first_line = 0
-        for lineno, row in read_records(self.path):
+        records, self.sha256 = read_records(self.path)
+        if sha256 is not None and sha256 != self.sha256:
+            raise ValueError(f"{self.path}: the data file changed since the recipe naming it was "
+                             f"made (sha256 {self.sha256[:12]}, recipe {str(sha256)[:12]})")
+        for lineno, row in records:
             where = f"{self.path}: line {lineno}"
             kind = _kind_of(where, row)
             if not self.kind:
@@ -125,6 +132,9 @@ class FilesWorld(World):
                 _value(where, target_col, row[target_col]),
             )
             self._rows.setdefault(task, []).append(pair)
+
+    def identity(self) -> dict:
+        return {"sha256": self.sha256}
 
     def tasks(self) -> list[str]:
         return sorted(self._rows)

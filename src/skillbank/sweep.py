@@ -21,12 +21,11 @@ It runs in four stages (train, localize, compose, eval), each a batch of indepen
 on one executor; skills are named by name in the config and by ``name@version`` in the
 jobs, resolved when their stage starts. A localize entry grafts the latest version of
 ``skill`` at each ``sparsity`` (``localize.ops.localize``, the recipe filled in from the
-skill as ``repro.graft.recipe_for`` does) and stores it as ``SKILL-graft-SPARSITY``, the
-name ``repro graft`` uses, so compose and eval entries can name the grafts. Resumable: a
-train or compose job is skipped when a version of its skill with the same recipe is in
-the library, a localize job when a graft with the same recipe (source ref included) and
-``n_eval`` is, an eval job when a result with the same subject, world, task and spec (n,
-seed, base, world_args) is.
+skill as ``localize.jobs.recipe_for`` does) and stores it as ``SKILL-graft-SPARSITY``, the
+name ``repro graft`` uses, so compose and eval entries can name the grafts. Resumable: every
+job goes through ``run.ensure``, so it is skipped when its kind finds its output stored (a
+skill of the same name, base and recipe; a graft with the same recipe, source and
+``n_eval``; a result with the same subject, world, task and spec).
 """
 
 from __future__ import annotations
@@ -37,10 +36,16 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from ..library import Library, LibraryError
-from ..skill import SkillError, canonical_json
-from . import Executor, Job, JobResult
-from .jobs import eval_spec
+from .acquire.jobs import train_job
+from .acquire.lora import LoraRecipe
+from .compose.jobs import compose_job
+from .compose.ops import MergeSpec
+from .evaluate.jobs import eval_job
+from .library import Library, LibraryError
+from .localize.jobs import localize_job
+from .localize.ops import GraftRecipe
+from .run import Executor, Job, JobResult, ensure
+from .skill import SkillError
 
 SECTIONS = {"base", "world", "world_args", "train", "localize", "compose", "eval"}
 
@@ -95,37 +100,6 @@ def _sparsities(value: Any, what: str) -> list[float]:
                          f"got {value!r}") from None
 
 
-def localize_job(base, skill, sparsity: float, n_eval: int = 200, **fields) -> Job:
-    """The ``localize`` job grafting ``skill`` at ``sparsity`` on ``base``: its recipe is
-    ``repro.graft.recipe_for`` (world, task, world_args from the skill) with ``fields``
-    (any other ``GraftRecipe`` field) on top. ``SkillError`` for a bad field or value."""
-    from ..localize.ops import GraftRecipe
-    from ..repro.graft import graft_name, recipe_for
-
-    what = f"localize {skill.ref}"
-    _build(GraftRecipe, what, fields)  # unknown fields and bad types: one clear error
-    recipe = recipe_for(skill, float(sparsity), int(fields.get("seed", 0)))
-    recipe = _build(GraftRecipe, what, {**asdict(recipe), **fields, "sparsity": float(sparsity)})
-    try:
-        recipe.check()
-    except TypeError as e:
-        raise SkillError(f"{what}: {e}") from None
-    if int(n_eval) < 1:
-        raise SkillError(f"{what}: n_eval must be ≥ 1")
-    return Job("localize", {"source": skill.ref, "base": base.name, "recipe": asdict(recipe),
-                            "n_eval": int(n_eval)},
-               f"localize {graft_name(skill, recipe.sparsity)}")
-
-
-def _place(job: Job, stored: str | None, jobs: list[Job], skipped: list[JobResult]) -> None:
-    """A stage's job goes to ``skipped`` when its result is already stored (``stored`` is
-    its ref), to ``jobs`` otherwise."""
-    if stored:
-        skipped.append(JobResult(job, "skipped", {"ref": stored}, attempts=0))
-    else:
-        jobs.append(job)
-
-
 class Plan:
     """The jobs of one sweep, stage by stage, against one library."""
 
@@ -140,7 +114,7 @@ class Plan:
         self.base = lib.base(str(config["base"]))
         self.world = str(config.get("world", "strings"))
         self.world_args = dict(config.get("world_args") or {})
-        from ..worlds import get_world
+        from .worlds import get_world
 
         get_world(self.world, **self.world_args)  # unknown world: an error before any job
         ev = config.get("eval") or {}
@@ -167,8 +141,6 @@ class Plan:
 
     def _localize_entries(self, items: Any) -> list[dict]:
         """Validated now (fields, sparsities); the skills are resolved when the stage starts."""
-        from ..localize.ops import GraftRecipe
-
         if not isinstance(items, list) or not all(isinstance(x, dict) and "skill" in x
                                                   for x in items):
             raise SkillError("sweep `localize` is a list of mappings, each with a `skill`")
@@ -192,8 +164,6 @@ class Plan:
         return entries
 
     def _train_spec(self, entry: dict) -> dict:
-        from ..acquire.lora import LoraRecipe
-
         kw = {k: v for k, v in entry.items() if k != "name"}
         kw.setdefault("world", self.world)
         kw.setdefault("world_args", self.world_args)
@@ -201,20 +171,12 @@ class Plan:
         return {"name": str(entry["name"]), "base": self.base.name, "recipe": asdict(recipe)}
 
     def train(self) -> tuple[list[Job], list[JobResult]]:
-        from ..acquire.lora import LoraRecipe
-
-        jobs, skipped = [], []
-        for spec in self.train_specs:
-            job = Job("train", spec, f"train {spec['name']}")
-            done = self.lib.find(spec["name"], self.base.fingerprint,
-                                 LoraRecipe(**spec["recipe"]).as_dict())
-            _place(job, done, jobs, skipped)
-        return jobs, skipped
+        return [train_job(spec["name"], self.base, LoraRecipe(**spec["recipe"]))
+                for spec in self.train_specs], []
 
     def localize(self) -> tuple[list[Job], list[JobResult]]:
-        from ..repro.graft import graft_n_eval
-
-        jobs, skipped = [], []
+        """The graft jobs, and a failed result for each whose skill is not in the library."""
+        jobs, failed = [], []
         for entry in self.localize_entries:
             try:
                 skill = self.lib.get(self._ref(entry["skill"]))
@@ -222,46 +184,33 @@ class Plan:
                 for sp in entry["sparsity"]:
                     job = Job("localize", {"source": entry["skill"], "sparsity": sp},
                               f"localize {entry['skill']}-graft-{sp:g}")
-                    skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                    failed.append(JobResult(job, "failed", error=str(e), attempts=0))
                 continue
-            for sp in entry["sparsity"]:
-                job = localize_job(self.base, skill, sp, entry["n_eval"], **entry["fields"])
-                name = job.label.removeprefix("localize ")
-                done = self.lib.find(name, self.base.fingerprint,
-                                     {**job.spec["recipe"], "method": "graft", "source": skill.ref},
-                                     where=lambda m, n=entry["n_eval"]: graft_n_eval(m) == n)
-                _place(job, done, jobs, skipped)
-        return jobs, skipped
+            jobs += [localize_job(self.base, skill, sp, entry["n_eval"], **entry["fields"])
+                     for sp in entry["sparsity"]]
+        return jobs, failed
 
     def compose(self) -> tuple[list[Job], list[JobResult]]:
-        from ..compose.ops import MergeSpec
-
-        jobs, skipped = [], []
+        jobs, failed = [], []
         for entry in self.compose_entries:
             name = str(entry["name"])
             kw = {k: v for k, v in entry.items() if k not in ("name", "from")}
             merge = _build(MergeSpec, f"compose {name}", kw)
-            job = Job("compose", {"name": name, "members": [], "merge": asdict(merge)},
-                      f"compose {name}")
             try:
                 members = [self._ref(m) for m in entry.get("from") or []]
             except LibraryError as e:
-                skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                job = Job("compose", {"name": name, "members": []}, f"compose {name}")
+                failed.append(JobResult(job, "failed", error=str(e), attempts=0))
                 continue
-            job.spec["members"] = members
-            done = self.lib.find(name, self.base.fingerprint,
-                                 {"method": "merge", **asdict(merge), "members": members})
-            _place(job, done, jobs, skipped)
-        return jobs, skipped
+            jobs.append(compose_job(name, members, merge, self.base))
+        return jobs, failed
 
     def _ref(self, name: str) -> str:
         row = self.lib.resolve(name)
         return f"{row.name}@{row.version}"
 
     def eval(self) -> tuple[list[Job], list[JobResult]]:
-        have = {(r["subject"], r["world"], r["task"], canonical_json(r["spec"]))
-                for r in self.lib.results()}
-        jobs, skipped = [], []
+        jobs, failed = [], []
         for subject in self.subjects:
             for task in self.tasks:
                 for seed in self.seeds:
@@ -270,18 +219,11 @@ class Plan:
                         ref = f"base:{self.base.name}" if subject == "base" else self._ref(subject)
                     except LibraryError as e:
                         job = Job("eval", {"subject": subject, "task": task, "seed": seed}, label)
-                        skipped.append(JobResult(job, "failed", error=str(e), attempts=0))
+                        failed.append(JobResult(job, "failed", error=str(e), attempts=0))
                         continue
-                    spec = eval_spec(self.base, self.n, seed, self.world_args)
-                    job = Job("eval", {"subject": ref, "base": self.base.name, "world": self.world,
-                                       "world_args": self.world_args, "task": task, "n": self.n,
-                                       "seed": seed}, label)
-                    if (ref, self.world, task, canonical_json(spec)) in have:
-                        skipped.append(JobResult(job, "skipped", {"subject": ref, "task": task},
-                                                 attempts=0))
-                    else:
-                        jobs.append(job)
-        return jobs, skipped
+                    jobs.append(eval_job(ref, self.base, self.world, task, self.n, seed,
+                                         self.world_args, label))
+        return jobs, failed
 
 
 def run_sweep(lib: Library, config: dict[str, Any], executor: Executor,
@@ -295,17 +237,22 @@ def run_sweep(lib: Library, config: dict[str, Any], executor: Executor,
     report: list[JobResult] = []
     t0 = time.perf_counter()
 
-    def tick(_: JobResult | None = None) -> None:
+    def _set(done: int) -> None:
         nonlocal count
-        count += 1
+        count = done
         if progress is not None:
             progress(count, total)
 
+    def tick(_: JobResult | None = None) -> None:
+        _set(count + 1)
+
     for stage in (plan.train, plan.localize, plan.compose, plan.eval):
-        jobs, settled = stage()  # planned only now: it sees what earlier stages stored
-        for r in settled:
+        jobs, failed = stage()  # planned only now: it sees what earlier stages stored
+        for r in failed:
             tick(r)
-        report += settled + executor.run(lib.home, jobs, on_result=tick)
+        done_before = count
+        report += failed + ensure(executor, lib, jobs,
+                                  progress=lambda d, _t, b=done_before: _set(b + d))
     seconds = time.perf_counter() - t0
     status = [r.status for r in report]
     ran = status.count("done") + sum(1 for r in report if r.status == "failed" and r.attempts)
@@ -314,27 +261,3 @@ def run_sweep(lib: Library, config: dict[str, Any], executor: Executor,
             "failed": status.count("failed"), "seconds": round(seconds, 3),
             "jobs_per_second": round(ran / seconds, 3) if ran and seconds > 0 else None,
             "results": [r.as_dict() for r in report]}
-
-
-def eval_matrix_on(executor: Executor, lib: Library, base, refs: list[str], world: str,
-                   tasks: list[str], n: int, seed: int, world_args: dict | None = None,
-                   include_base: bool = True, progress: Callable[[int, int], None] | None = None,
-                   ) -> dict[str, dict[str, dict]]:
-    """``evaluate.suites.eval_matrix`` as one job per subject × task on ``executor``:
-    the same ``{subject: {task: metrics}}`` and the same result rows in the library."""
-    subjects = ([f"base:{base.name}"] if include_base else []) + list(refs)
-    jobs = [Job("eval", {"subject": s, "base": base.name, "world": world,
-                         "world_args": world_args or {}, "task": t, "n": n, "seed": seed},
-                f"eval {s} {t}") for s in subjects for t in tasks]
-    count = iter(range(1, len(jobs) + 1))
-
-    def tick(_: JobResult) -> None:
-        if progress is not None:
-            progress(next(count), len(jobs))
-
-    done = executor.run_all(lib.home, jobs, "evaluation", on_result=tick)
-    rows = {r["id"]: r["metrics"] for r in lib.results()}
-    out: dict[str, dict[str, dict]] = {s: {} for s in subjects}
-    for r in done:
-        out[r.job.spec["subject"]][r.job.spec["task"]] = rows[r.result["result_id"]]
-    return out

@@ -44,16 +44,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..acquire.data import Sampler, training_batch
+from ..acquire.loop import LoopConfig, train
+from ..acquire.lora import LLAMA_TARGETS, LoraRecipe, lora_config, lora_tensors
+from ..acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
 from ..evaluate.suites import evaluate_model
 from ..library import Library
 from ..skill import Skill, SkillError
 from ..worlds import get_world
-from .data import Sampler, training_batch
-from .loop import LoopConfig, train
-from .lora import LLAMA_TARGETS, LoraRecipe, lora_config, lora_tensors
-from .regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
 
 STRATEGIES = ("seq", "replay", "ewc", "olora", "expand")
 
@@ -80,6 +80,7 @@ class ContinualConfig:
     fisher_batches: int = 8
     olora_lambda: float = 0.5
     router_steps: int = 150
+    router_lr: float = 1e-2  # the expand strategy's router (see compose.route.RouterRecipe)
     curve_points: int = 0
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
 
@@ -378,7 +379,7 @@ def _snapshot(
 
 def _expand_checks(lib, base, cfg, members, at_add, R, tok, world, ui) -> dict[str, Any]:
     """Bit-identical stored members, unchanged accuracy alone, and the routed final row."""
-    from ..compose.route import load_routed, train_router
+    from ..compose.route import RouterRecipe, load_routed, train_router
 
     identical = all(
         set(lib.get(m.ref).tensors) == set(t0)
@@ -393,11 +394,8 @@ def _expand_checks(lib, base, cfg, members, at_add, R, tok, world, ui) -> dict[s
                 "cl-expand-router",
                 base,
                 members,
-                cfg.world,
-                cfg.tasks,
-                steps=cfg.router_steps,
-                batch_size=cfg.batch_size,
-                seed=cfg.seed,
+                RouterRecipe(cfg.world, tuple(cfg.tasks), steps=cfg.router_steps,
+                             lr=cfg.router_lr, batch_size=cfg.batch_size, seed=cfg.seed),
                 progress=bar,
             )
         )

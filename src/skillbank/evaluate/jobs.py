@@ -1,0 +1,71 @@
+"""The ``eval`` job kind: one subject on one task, its result row stored; already stored
+when a row with the same subject, world, task and spec (n, seed, base, data) exists.
+
+The result id comes back from the write that made it (``evaluate_cell``), so concurrent
+jobs for other seeds can never be mistaken for this one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..base import Base
+from ..library import Library
+from ..run import Executor, Job, register
+from ..skill import canonical_json
+from ..worlds import get_world
+from .suites import evaluate_cell, result_spec
+
+_ = result_spec  # re-exported: the spec row a stored result has
+
+
+def eval_job(subject: str, base: Base, world: str, task: str, n: int, seed: int,
+             world_args: dict | None = None, label: str = "") -> Job:
+    return EVAL.job({"subject": subject, "base": base.name, "world": world,
+                     "world_args": dict(world_args or {}), "task": task, "n": n, "seed": seed},
+                    label or f"eval {subject} {task}")
+
+
+def _stored(lib: Library, spec: dict) -> dict | None:
+    base = lib.base(spec["base"])
+    want = canonical_json(result_spec(base, spec["n"], spec["seed"], spec.get("world_args")))
+    for r in lib.results(spec["subject"]):
+        if r["world"] == spec["world"] and r["task"] == spec["task"] \
+                and canonical_json(r["spec"]) == want:
+            return {"subject": spec["subject"], "task": spec["task"], "result_id": r["id"],
+                    "new": False}
+    return None
+
+
+def _run(worker, lib: Library, spec: dict) -> dict:
+    base = lib.base(spec["base"])
+    subject, task, n, seed = spec["subject"], spec["task"], spec["n"], spec["seed"]
+    world_args = spec.get("world_args") or {}
+    skills = [] if subject.startswith("base:") else [lib.get(subject)]
+    world = get_world(spec["world"], **world_args)
+    model = tok = None
+    if base.kind == "causal" and world.kind != "classification" \
+            and all(s.kind != "router" for s in skills):
+        model, tok = worker.model(base, skills)  # the worker's cached base, skills applied
+    metrics, rid = evaluate_cell(lib, base, subject, skills, spec["world"], world, task, n,
+                                 seed, world_args, model, tok)
+    key = "accuracy" if "accuracy" in metrics else "exact_match"
+    return {"subject": subject, "task": task, "result_id": rid, key: metrics[key]}
+
+
+EVAL = register("eval", _run, _stored)
+
+
+def eval_matrix_on(executor: Executor, lib: Library, base: Base, refs: list[str], world: str,
+                   tasks: list[str], n: int, seed: int, world_args: dict | None = None,
+                   include_base: bool = True, progress: Callable[[int, int], None] | None = None,
+                   ) -> dict[str, dict[str, dict]]:
+    """``suites.eval_matrix`` as one job per subject × task on ``executor``: the same
+    ``{subject: {task: metrics}}`` and the same result rows in the library."""
+    subjects = ([f"base:{base.name}"] if include_base else []) + list(refs)
+    jobs = [eval_job(s, base, world, t, n, seed, world_args) for s in subjects for t in tasks]
+    done = executor.run_all(lib.home, jobs, "evaluation", progress=progress)
+    rows = {r["id"]: r["metrics"] for r in lib.results()}
+    out: dict[str, dict[str, dict]] = {s: {} for s in subjects}
+    for r in done:
+        out[r.job.spec["subject"]][r.job.spec["task"]] = rows[r.result["result_id"]]
+    return out

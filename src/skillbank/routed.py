@@ -1,0 +1,126 @@
+"""A routed model: a frozen base plus member skills mixed per input by a router skill.
+
+W(x) = W0 + Σ_i α_i(x)·ΔW_i for every weight a member changes, with α(x) from a small MLP
+over the base's last hidden state mean-pooled over the prompt tokens and a plain linear head
+(no softmax), as in PSEC (docs/methods.md §1). This is how a stored ``router`` skill is
+applied, as ``base.apply_skill`` applies a static one; training a router is
+``compose.route``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import Base, check_base
+from .skill import Skill, SkillError, lora_modules, lora_scale
+
+
+class Router(nn.Module):
+    """α(h) = W2·relu(W1·h + b1) + b2; the head starts at zero, so training starts at the base."""
+
+    def __init__(self, hidden: int, n_skills: int, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, n_skills))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+def member_factors(skill: Skill) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A, B)}`` with B·A = ΔW: a LoRA's own factors (scale folded into B);
+    other static kinds by an exact full-rank SVD."""
+    if skill.kind == "lora":
+        return {m: (skill.tensors[f"{m}.lora_A.weight"].float(),
+                    lora_scale(skill.config, skill.tensors[f"{m}.lora_A.weight"].shape[0])
+                    * skill.tensors[f"{m}.lora_B.weight"].float())
+                for m in lora_modules(skill.tensors)}
+    out = {}
+    for param, dw in skill.delta().items():
+        u, sv, vh = torch.linalg.svd(dw.float(), full_matrices=False)
+        out[param.removesuffix(".weight")] = (vh, u * sv)
+    return out
+
+
+class RoutedModel(nn.Module):
+    """A frozen base whose changed linear layers add Σ_i α_i(x)·ΔW_i x (forward hooks)."""
+
+    def __init__(self, base_model: nn.Module, members: Sequence[Skill], router: Router):
+        super().__init__()
+        self.model = base_model
+        self.router = router
+        self.members = list(members)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        factors = [member_factors(m) for m in members]
+        modules = dict(self.model.named_modules())
+        self._alpha: torch.Tensor | None = None
+        self._A: dict[str, torch.Tensor] = {}
+        self._B: dict[str, torch.Tensor] = {}
+        for name in sorted(set().union(*factors)):
+            if not isinstance(modules.get(name), nn.Linear):
+                raise SkillError(f"routing supports linear layers only; {name} is not one")
+            out_f, in_f = modules[name].weight.shape
+            r = max(f[name][0].shape[0] for f in factors if name in f)
+            A, B = torch.zeros(len(members), r, in_f), torch.zeros(len(members), out_f, r)
+            for i, f in enumerate(factors):
+                if name in f:
+                    a, b = f[name]
+                    A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
+            self._A[name], self._B[name] = A, B
+            modules[name].register_forward_hook(self._hook(name))
+        self.config = self.model.config
+        self.generation_config = self.model.generation_config
+
+    def _hook(self, name: str):
+        def hook(_module, inputs, output):
+            if self._alpha is None:
+                return output
+            z = torch.einsum("bsi,nri->bnsr", inputs[0], self._A[name])  # A_i x, rank-r
+            z = z * self._alpha[:, :, None, None]
+            return output + torch.einsum("bnsr,nor->bso", z, self._B[name])
+        return hook
+
+    def alpha(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              prompt_mask: torch.Tensor) -> torch.Tensor:
+        self._alpha = None
+        with torch.no_grad():
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        h = out.hidden_states[-1]
+        w = prompt_mask.unsqueeze(-1).float()
+        pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.router(pooled)
+
+    def forward(self, input_ids, attention_mask, labels=None, **kw):
+        prompt = attention_mask.bool() & (labels == -100) if labels is not None else attention_mask.bool()
+        self._alpha = self.alpha(input_ids, attention_mask, prompt)
+        try:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kw)
+        finally:
+            self._alpha = None
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, **kw):
+        self._alpha = self.alpha(input_ids, attention_mask, attention_mask.bool())
+        try:
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
+        finally:
+            self._alpha = None
+
+
+def load_routed(base: Base, router_skill: Skill, members: Sequence[Skill]) -> RoutedModel:
+    """Rebuild a routed model from a stored router skill and its member skills."""
+    check_base(router_skill, base)
+    if [m.ref for m in members] != router_skill.config["members"]:
+        raise SkillError(f"router {router_skill.ref} expects members {router_skill.config['members']}")
+    router = Router(router_skill.config["hidden"], len(members), router_skill.config["width"])
+    router.load_state_dict({k.removeprefix("router."): v for k, v in router_skill.tensors.items()})
+    model = RoutedModel(base.load_model(), members, router)
+    model.eval()
+    return model
+
+
