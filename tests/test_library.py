@@ -6,6 +6,7 @@ import json
 import pickle
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 import torch
@@ -356,3 +357,61 @@ def test_find_by_recipe(tmp_path):
         assert lib.find("s", fp, {"lr": 1, "t": [1, 2]}, where=lambda m: m["version"] < 4) == "s@1"
         assert lib.find("s", fp, {"lr": 3}) is None
         assert lib.find("never-made", fp, {}) is None
+
+
+# -- bases are verified like skills ------------------------------------------------------
+def _flip_byte(path: Path, at: int = -10) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_base_fails_verify_and_refuses_to_load(home, tiny_llama_dir):
+    with Library.open(home) as lib:
+        base = lib.add_base("tiny", tiny_llama_dir)
+        assert lib.verify() == [] and set(base.files) >= {"config.json", "model.safetensors"}
+        weights = base.path / "model.safetensors"
+        _flip_byte(weights)  # same size: only the hash can tell
+        assert lib.verify() == [{"what": "base tiny",
+                                 "problem": "file model.safetensors is damaged (sha256 mismatch)"}]
+        with pytest.raises(SkillError, match=r"^base tiny: file model.safetensors is damaged"):
+            lib.base("tiny").load_model()
+        _flip_byte(weights)  # restored: loads again, verify is clean
+        lib.base("tiny").load_model()
+        assert lib.verify() == []
+
+
+def test_missing_or_truncated_base_is_one_line_error(home, tiny_llama_dir):
+    with Library.open(home) as lib:
+        base = lib.add_base("tiny", tiny_llama_dir)
+        weights = base.path / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-4])
+        with pytest.raises(SkillError, match=r"changed size .* refuses to load"):
+            lib.base("tiny")
+        shutil.rmtree(base.path)
+        with pytest.raises(SkillError, match=r"^base tiny: directory .* is missing"):
+            lib.base("tiny")
+        assert [p["what"] for p in lib.verify()] == ["base tiny"]
+
+
+def test_verify_refingerprints_the_weights(home, tiny_llama_dir, monkeypatch):
+    """A change that keeps every recorded file hash (records rewritten) is still caught by the
+    fingerprint of the weights."""
+    with Library.open(home) as lib:
+        base = lib.add_base("tiny", tiny_llama_dir)
+        _flip_byte(base.path / "model.safetensors")
+        lib._record_files(base.fingerprint, base.path)  # as if the records were damaged too
+        assert lib.verify() == [{"what": "base tiny",
+                                 "problem": "weights differ from the recorded fingerprint"}]
+
+
+def test_re_adding_an_intact_copy_heals_a_damaged_base_and_keeps_its_record(home, tiny_llama_dir):
+    with Library.open(home) as lib:
+        base = lib.add_base("tiny", tiny_llama_dir, meta={"recipe": {"method": "pretrain"}})
+        _flip_byte(base.path / "model.safetensors")
+        assert lib.verify()
+        with pytest.raises(LibraryError, match="registered as causal, not encoder"):
+            lib.add_base("tiny", tiny_llama_dir, kind="encoder")
+        healed = lib.add_base("tiny", tiny_llama_dir)
+        assert lib.verify() == [] and healed.meta == {"recipe": {"method": "pretrain"}}
+        healed.load_model()

@@ -112,6 +112,14 @@ class Base:
     fingerprint: str
     kind: str  # "causal" | "encoder"
     meta: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)  # as recorded when added
+
+    def check(self, hashes: bool = True) -> None:
+        """``BaseDamaged`` unless the directory holds the recorded files (sizes; sha256 too
+        with ``hashes``, once per process and file state)."""
+        from .basefiles import check
+
+        check(self.name, self.path, self.files, hashes)
 
     @property
     def short(self) -> str:
@@ -124,6 +132,7 @@ class Base:
 
     def load_model(self, skills: list[Skill] = (), dtype: torch.dtype = torch.float32):
         """The base model in eval mode, with the static skills' ΔW added to its weights."""
+        self.check()
         with quiet_loading():
             model = self.model_class().from_pretrained(self.path, dtype=dtype)
         model.eval()
@@ -134,12 +143,14 @@ class Base:
     def load_tokenizer(self):
         from transformers import AutoTokenizer
 
+        self.check()
         return AutoTokenizer.from_pretrained(self.path)
 
     def module_shapes(self) -> dict[str, tuple[int, ...]]:
         """``{parameter name: shape}`` of the model class, built on the meta device."""
         from transformers import AutoConfig
 
+        self.check()
         config = AutoConfig.from_pretrained(self.path)
         with torch.device("meta"):
             model = self.model_class().from_config(config)

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -31,9 +30,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .base import Base, detect_kind, fingerprint, read_config, weight_files
+from .basestore import BaseStore, LibraryError, _fsync_dir, _now
 from .journal import journal_mode
-from .skill import Skill, SkillError, canonical_json, check_name, check_tensors, content_hash
+from .skill import Skill, canonical_json, check_name, check_tensors, content_hash
 
 SCHEMA_VERSION = 1
 RESERVED_ALIASES = {"latest"}
@@ -52,14 +51,13 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS bases (
     name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, kind TEXT NOT NULL,
     meta TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS base_files (
+    fingerprint TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, file));
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, world TEXT NOT NULL,
     task TEXT NOT NULL, metrics TEXT NOT NULL, spec TEXT NOT NULL, created TEXT NOT NULL);
 """
-
-
-class LibraryError(SkillError):
-    """A library operation failed; the message is one line for the user."""
 
 
 def default_home() -> Path:
@@ -73,18 +71,6 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     if "@" in ref and not sel:
         raise LibraryError(f"invalid skill reference {ref!r}: nothing after '@'")
     return name, sel or None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -102,7 +88,7 @@ class Row:
     created: str
 
 
-class Library:
+class Library(BaseStore):
     """``Library.open(home)``; every write is one transaction, safe across processes."""
 
     def __init__(self, home: Path, conn: sqlite3.Connection):
@@ -349,8 +335,9 @@ class Library:
 
     # -- integrity -----------------------------------------------------------------
     def verify(self) -> list[dict[str, str]]:
-        """Re-hash every blob; return problems (empty when the library is sound)."""
-        problems = []
+        """Re-hash every blob and re-fingerprint every base; return problems (empty when the
+        library is sound)."""
+        problems = self.verify_bases()
         check = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
             problems.append({"what": "catalog", "problem": check})
@@ -377,65 +364,6 @@ class Library:
             if not (pid.isdigit() and _alive(int(pid))):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         return {"blobs_removed": removed, "bytes_freed": freed}
-
-    # -- bases ---------------------------------------------------------------------
-    def add_base(self, name: str, path: str | Path, kind: str | None = None,
-                 meta: dict[str, Any] | None = None) -> Base:
-        """Copy a local model directory into the library and register it under ``name``."""
-        check_name(name, "base name")
-        src = Path(path)
-        if not src.is_dir():
-            raise LibraryError(f"{src}: no such directory")
-        config = read_config(src)
-        weight_files(src)
-        fp = fingerprint(src)
-        kind = kind or detect_kind(config)
-        if kind not in ("causal", "encoder"):
-            raise LibraryError(f"base kind must be causal or encoder, not {kind!r}")
-        existing = self.conn.execute("SELECT fingerprint FROM bases WHERE name=?", (name,)).fetchone()
-        if existing and existing[0] != fp:
-            raise LibraryError(
-                f"base {name!r} is already registered with fingerprint {existing[0][:12]}; "
-                f"this model is {fp[:12]}: choose another name"
-            )
-        dest = self.home / "bases" / fp
-        if not dest.exists():
-            tmp = self.home / "tmp" / f"{os.getpid()}-base-{fp[:12]}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            try:
-                os.replace(tmp, dest)
-            except OSError:
-                if not dest.exists():
-                    raise
-                shutil.rmtree(tmp)  # another process registered the same model first
-            _fsync_dir(dest.parent)
-        with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO bases VALUES (?,?,?,?,?)",
-                      (name, fp, kind, json.dumps(meta or {}), _now()))
-        return self.base(name)
-
-    def base(self, name_or_fp: str) -> Base:
-        row = self.conn.execute(
-            "SELECT name, fingerprint, kind, meta FROM bases WHERE name=? OR fingerprint=? LIMIT 1",
-            (name_or_fp, name_or_fp),
-        ).fetchone()
-        if row is None:
-            raise LibraryError(f"no base named {name_or_fp!r}; register one with `skillbank base add`")
-        return Base(row[0], self.home / "bases" / row[1], row[1], row[2], json.loads(row[3]))
-
-    def bases(self) -> list[Base]:
-        names = self.conn.execute("SELECT name FROM bases ORDER BY name").fetchall()
-        return [self.base(n) for (n,) in names]
-
-    def base_of(self, skill: Skill | Row) -> Base:
-        """The registered base a skill was made on (any name with that fingerprint)."""
-        try:
-            return self.base(skill.base)
-        except LibraryError:
-            raise LibraryError(
-                f"skill {skill.name}@{skill.version} needs base {skill.base[:12]}, not registered here"
-            ) from None
 
     # -- results -------------------------------------------------------------------
     def add_result(self, subject: str, world: str, task: str, metrics: dict[str, Any],

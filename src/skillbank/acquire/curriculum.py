@@ -1,4 +1,4 @@
-"""Skill-it (Chen et al. 2023, PAPERS.md §6): a skills graph and online data mixing.
+"""Skill-it (Chen et al. 2023, docs/methods.md §6): a skills graph and online data mixing.
 
 A world's tasks are the skills. Skill-it estimates a skills graph ``A`` (how much training on
 skill i helps skill j) and then trains in rounds, re-weighting the mixture of skills each

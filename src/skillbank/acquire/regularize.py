@@ -1,4 +1,4 @@
-"""Penalties that keep earlier skills while a new one is learned (PAPERS.md §10): EWC's
+"""Penalties that keep earlier skills while a new one is learned (docs/methods.md §10): EWC's
 quadratic anchor with an online empirical Fisher, and O-LoRA's orthogonality loss.
 Pure functions on tensors (``fisher_diag`` runs the model for gradients, nothing else)."""
 

@@ -1,4 +1,4 @@
-"""LESS (Xia et al. 2024, PAPERS.md §7): select the training examples whose LoRA gradients
+"""LESS (Xia et al. 2024, docs/methods.md §7): select the training examples whose LoRA gradients
 point where a few target examples' gradients point.
 
 1. Warm-up: a LoRA trained on a random ``warmup`` fraction (5%) of the pool for a few

@@ -2,7 +2,7 @@
 
 Emulated fine-tuning (Mitchell et al. 2023, "An Emulator for Fine-Tuning Large Language
 Models using Small Language Models", eq. 3 with the "up-scaling" choice of models;
-PAPERS.md §4): a skill learned on a small base is moved onto a large base by adding, per
+docs/methods.md §4): a skill learned on a small base is moved onto a large base by adding, per
 token, the log-ratio it induces on the small base to the large base's log-probabilities:
 
     log π̃(y_t | x, y_<t) = log π_large_base + Σ_j w_j · (log π_small_skill_j − log π_small_base)
@@ -134,7 +134,7 @@ def eft_target_logprobs(large, small_base, small_skills: Sequence, weights: Sequ
                         tokenizer, examples: Sequence[Example],
                         batch_size: int = 128) -> list[list[float]]:
     """Composed log p̃(target token | prompt, earlier target tokens) for ``target </s>``
-    under teacher forcing (the smooth measure of PAPERS.md §11 for a composed model)."""
+    under teacher forcing (the smooth measure of docs/methods.md §11 for a composed model)."""
     out: list[list[float]] = []
     for i in range(0, len(examples), batch_size):
         batch = training_batch(tokenizer, examples[i: i + batch_size])

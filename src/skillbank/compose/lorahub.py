@@ -1,4 +1,4 @@
-"""LoRAHub: gradient-free search of merge weights on a few examples of a new task (PAPERS.md §3).
+"""LoRAHub: gradient-free search of merge weights on a few examples of a new task (docs/methods.md §3).
 
 Huang et al. 2024 (LoRAHub), as in the authors' code: one weight w_i per member skill,
 w ∈ [-1.5, 1.5]^n, starting at w = 0, found by nevergrad's ``NGOpt`` with a budget of

@@ -1,7 +1,7 @@
 """How well a composed skill keeps its members: normalised accuracy per member task.
 
 normalised accuracy on task t = exact match of the composed skill on t / exact match of
-the member trained for t, alone (PAPERS.md §2–3; the measure the issue names). 1.0 means
+the member trained for t, alone (docs/methods.md §2–3). 1.0 means
 the merge lost nothing on that task; a member that scores 0 alone gives ``None``.
 """
 

@@ -1,4 +1,4 @@
-"""Parameter-space merges as pure functions on task vectors τ_i = ΔW_i (PAPERS.md §2).
+"""Parameter-space merges as pure functions on task vectors τ_i = ΔW_i (docs/methods.md §2).
 
 Every function takes the task vectors of *one* weight matrix (a list of equal-shape
 tensors) and returns the merged ΔW. Merging happens in ΔW space, never factor by factor:
@@ -175,7 +175,7 @@ def sign_conflicts(taus: Tensors) -> float:
 
 def graft_union(values: Tensors, masks: Tensors, weights: Sequence[float] | None = None,
                 on_overlap: str = "mean") -> tuple[torch.Tensor, int]:
-    """Union of sparse grafts (Panigrahi et al. 2023, PAPERS.md §5 "sparse skills compose").
+    """Union of sparse grafts (Panigrahi et al. 2023, docs/methods.md §5 "sparse skills compose").
 
     Graft i adds w_i·τ_i on its support ``masks[i]`` and nothing elsewhere. Where exactly
     one graft holds an entry the union takes that graft's value, so the union of disjoint

@@ -1,4 +1,4 @@
-"""ScaLearn: learned scaling of each member skill's output, per layer (PAPERS.md §3).
+"""ScaLearn: learned scaling of each member skill's output, per layer (docs/methods.md §3).
 
 Frohmann et al. 2023 (ScaLearn), eq. 2 of the paper / ``ScaLearn`` fusion in the authors'
 code: the composed output at a location l is Σ_k ω_l^k ⊙ a_l^k(h) plus the frozen

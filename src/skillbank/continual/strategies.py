@@ -1,7 +1,7 @@
 """Continual acquisition: learn tasks one after another, fill the accuracy matrix R.
 
 Every strategy gets the same budget per task (``steps`` optimiser steps of ``batch_size``
-examples, ``loop.train``'s schedule) and the same LoRA shape (PAPERS.md §10):
+examples, ``loop.train``'s schedule) and the same LoRA shape (docs/methods.md §10):
 
 - ``seq``    one shared LoRA fine-tuned on each task in turn.
 - ``replay`` the shared LoRA; each batch is ``replay_fraction`` examples from a buffer
@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..acquire.data import Sampler, training_batch
@@ -54,8 +53,12 @@ from ..evaluate.suites import evaluate_model
 from ..library import Library
 from ..skill import Skill, SkillError
 from ..worlds import get_world
+from .joint import joint_reference
+from .replay import ReplaySampler, balanced_buffer
 
 STRATEGIES = ("seq", "replay", "ewc", "olora", "expand")
+__all__ = ["STRATEGIES", "ContinualConfig", "ContinualRun", "ReplaySampler", "balanced_buffer",
+           "joint_reference", "run_continual"]
 
 
 @dataclass
@@ -107,47 +110,6 @@ class ContinualConfig:
             seed=self.seed,
             target_modules=list(self.target_modules),
         )
-
-
-def balanced_buffer(pools: dict[str, list], memory: int) -> dict[str, list]:
-    """``memory`` stored examples split evenly over the past tasks (the first ones of each
-    task's training pool, which is already a random draw)."""
-    if not pools:
-        return {}
-    per = max(1, memory // len(pools))
-    return {t: list(p[:per]) for t, p in pools.items()}
-
-
-class ReplaySampler:
-    """``Sampler``'s contract (batch depends only on (seed, step)): ``batch_size − m``
-    examples of the current task and m = round(fraction·batch_size) from the buffer, split
-    as evenly as possible over the past tasks (the remainder goes to tasks chosen at random)."""
-
-    def __init__(
-        self, current: list, buffer: dict[str, list], batch_size: int, seed: int, fraction: float
-    ):
-        self.current, self.buffer = current, buffer
-        self.tasks = sorted(buffer)
-        self.batch_size, self.seed = batch_size, seed
-        self.n_mem = round(fraction * batch_size) if buffer else 0
-
-    def counts(self, rng: np.random.Generator) -> dict[str, int]:
-        per, extra = divmod(self.n_mem, len(self.tasks)) if self.tasks else (0, 0)
-        lucky = set(rng.permutation(len(self.tasks))[:extra].tolist()) if extra else set()
-        return {t: per + (i in lucky) for i, t in enumerate(self.tasks)}
-
-    def batch(self, step: int) -> list:
-        rng = np.random.default_rng([self.seed, step])
-        out = [
-            self.current[int(i)]
-            for i in rng.integers(len(self.current), size=self.batch_size - self.n_mem)
-        ]
-        for t, k in self.counts(rng).items():
-            out += [self.buffer[t][int(i)] for i in rng.integers(len(self.buffer[t]), size=k)]
-        return out
-
-
-# -- orchestration -----------------------------------------------------------------------
 
 
 @dataclass
@@ -411,43 +373,3 @@ def _expand_checks(lib, base, cfg, members, at_add, R, tok, world, ui) -> dict[s
         "router": router.ref,
         "router_skill": router,
     }
-
-
-def joint_reference(lib: Library, base: Base, cfg: ContinualConfig, ui) -> list[float]:
-    """Intransigence's reference a*: one LoRA trained on the even mixture of all tasks with
-    the whole sequence's budget (T × steps), evaluated on every task; stored as ``cl-joint``."""
-    world = get_world(cfg.world)
-    tok = base.load_tokenizer()
-    pools = {t: world.examples(t, cfg.pool, seed=cfg.seed, split="train") for t in cfg.tasks}
-    model, params = _new_lora(base.load_model(), cfg, cfg.seed)
-    steps = cfg.steps * len(cfg.tasks)
-    with ui.bar("joint reference", steps) as bar:
-        log = train(
-            model,
-            params,
-            Sampler(pools, cfg.batch_size, cfg.seed),
-            tok,
-            LoopConfig(steps=steps, lr=cfg.lr),
-            progress=bar,
-        )
-    row = evaluate_row(model, tok, world, cfg.tasks, cfg.n_eval, cfg.seed)
-    lib.add(
-        Skill(
-            name="cl-joint",
-            kind="lora",
-            base=base.fingerprint,
-            tensors=lora_tensors(model),
-            config=lora_config(cfg.lora_recipe(cfg.tasks[0])),
-            recipe={
-                "method": "continual-joint",
-                "tasks": list(cfg.tasks),
-                "steps": steps,
-                **{k: v for k, v in asdict(cfg).items() if k not in ("tasks", "steps")},
-            },
-            metrics={
-                "train": {"curve": log["curve"], "seconds": round(log["seconds"], 2)},
-                "exact_match": dict(zip(cfg.tasks, [a for a, _ in row], strict=True)),
-            },
-        )
-    )
-    return [a for a, _ in row]

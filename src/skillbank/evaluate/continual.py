@@ -1,4 +1,4 @@
-"""Continual-learning metrics on the accuracy matrix (PAPERS.md §10).
+"""Continual-learning metrics on the accuracy matrix (docs/methods.md §10).
 
 ``R[t][i]`` is the accuracy on skill ``i`` after learning skill ``t`` (both 0-based, T tasks
 learned in order 0..T-1); ``b[i]`` is the accuracy on skill ``i`` before any training. All

@@ -7,10 +7,10 @@ Two families:
   *Are Emergent Abilities of Large Language Models a Mirage?* -- exact match on an
   ``L``-token answer behaves like ``p**L`` and can look "emergent", while the continuous
   metrics (edit distance ~ ``L(1 - p)``, per-token accuracy ~ ``p``, target log-probability)
-  move smoothly.  Report both kinds (PAPERS.md section 11).
+  move smoothly.  Report both kinds (docs/methods.md §11).
 * Classification metrics (accuracy, Brier score, expected calibration error).  ECE follows
   Guo, Pleiss, Sun & Weinberger (2017), *On Calibration of Modern Neural Networks*, with
-  10 equal-width confidence bins (PAPERS.md section 5); the Brier score is Brier (1950),
+  10 equal-width confidence bins (docs/methods.md §5); the Brier score is Brier (1950),
   *Verification of forecasts expressed in terms of probability*, in its multi-class form.
 
 Standard errors are bootstrap estimates (Efron & Tibshirani 1993): the standard deviation

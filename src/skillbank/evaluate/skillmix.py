@@ -1,6 +1,6 @@
 """Skill-Mix for exact worlds: how well does a model do ordered chains of k skills?
 
-Skill-Mix (Yu et al. 2023; PAPERS.md §8) draws k of N skills and asks for one answer that
+Skill-Mix (Yu et al. 2023; docs/methods.md §8) draws k of N skills and asks for one answer that
 uses all k; it reports the *Ratio of Full Marks* (every point earned) and the *Skill
 Fraction* (share of the k skills shown). In the ``strings`` world a k-chain
 ``"a+b+c"`` applies primitives left to right and has one exact answer, so both measures
@@ -28,7 +28,7 @@ become exact, with no grader model:
   primitive applied to the input it was actually given — each skill judged on its own
   step, whatever earlier calls did. Calls whose input has a character outside the world's
   alphabet (an earlier call's garbage, on which e.g. ``shift`` is undefined) are left out.
-- A smooth measure (PAPERS.md §11): the mean character edit distance of the final answer
+- A smooth measure (docs/methods.md §11): the mean character edit distance of the final answer
   to the chain's target (with its bootstrap standard error), next to the exact RFM.
 
 Pure functions (chain sampling, :func:`skill_fraction`, :func:`summarize_chains`) sit apart

@@ -1,4 +1,4 @@
-"""Skill localization by grafting (Panigrahi et al. 2023; PAPERS.md §5): the pure maths.
+"""Skill localization by grafting (Panigrahi et al. 2023; docs/methods.md §5): the pure maths.
 
 Tensors in, tensors or numbers out; no I/O and no models (``localize/ops.py`` does that).
 Every mask is a ``{param: bool tensor}`` dict over the *eligible* parameters, and every

@@ -1,6 +1,6 @@
 """Localize a skill: train a graft mask on the skill's own task, store a ``sparse`` skill.
 
-Orchestration above the pure maths of ``graft.py`` (PAPERS.md §5, Panigrahi et al. 2023):
+Orchestration above the pure maths of ``graft.py`` (docs/methods.md §5, Panigrahi et al. 2023):
 
 1. Δ = the skill's ``delta()`` on the eligible tensors, the transformer blocks (parameters
    under ``model.layers.``; embeddings, final norm and LM head excluded). The sparsity is
@@ -27,8 +27,7 @@ Orchestration above the pure maths of ``graft.py`` (PAPERS.md §5, Panigrahi et 
    (teacher-forced next-token distribution over answer tokens, ``metrics.ece``), which is
    an ECE-like proxy, not the paper's sequence-level one.
 
-Hyper-parameters at this scale (strings demo, a 163k-parameter Llama, LoRA skills):
-see ``GraftRecipe``; the defaults, why, and what the authors' own settings do here.
+Hyper-parameters at this scale and why: docs/methods.md §5.
 """
 
 from __future__ import annotations
@@ -54,68 +53,10 @@ from . import graft
 
 @dataclass(frozen=True)
 class GraftRecipe:
-    """Everything that decides a graft's mask, with the settings chosen at this scale.
-
-    Measured on the strings demo (``mini`` base: a 163k-parameter Llama, 160,128 eligible
-    block parameters; LoRA rank 8 on all 7 projections, 200 held-out inputs, seed 0):
-
-    - ``b = 10``, as the authors: with S ~ U[0, 1) the relaxed γ(S) is within 5e-5 of
-      γ_base, so the model the gradient sees is the graft itself. b = 5 (with lr scaled
-      by σ'(−10)/σ'(−5)) did no better (dedup 0.36 vs 0.30, shift 0.945 vs 0.945 at 1%).
-    - The authors' rule alone (plain rounding, lr 1e7, no size control) does not keep
-      the size here: ∇_θL⊙Δ is large against a graft that starts at ~0 exact match, so
-      thousands of entries cross b. Asked for 1% / 0.1% of rot it returned grafts of
-      3.5% / 3.0% (100% exact match); for dedup 7.3% / 8.6% (0.65 / 0.57). It stays
-      available as ``budget=False, rebase_every=0, lr=1e7`` (CLI ``--no-budget
-      --rebase-every 0 --lr 1e7``).
-    - ``budget`` (default on): rounding under the paper's constraint ‖γ‖₀ ≤ k — of the
-      entries with γ(S) > 1/2 only the k with the largest γ(S) stay (``graft.budget_masks``),
-      so the graft has exactly the size asked for.
-    - ``rebase_every = 25``: with a budget the relaxed model (which keeps growing) drifts
-      away from the kept top-k graft and the best graft came at step 5–15 and then
-      degraded (rot at 1%: 0.585). Restarting S ~ U[0, 1) around the current graft every
-      25 steps keeps the gradient about the graft that is kept: rot 0.585 → 0.875,
-      shift → 0.945 at 1%. R = 10 was worse (0.695), R = 50 similar (0.90 / 0.83).
-    - ``lr = 1e6``: the S step is lr·(∇_θL⊙Δ)·σ'(S − b) with σ'(−10) ≈ 4.5e-5; with the
-      budget and restarts, 3e5 was too slow (rot 0.61 after 200 steps) and 3e6–1e8
-      over-shot (every entry crosses b in a step or two, so the top-k is decided by
-      one noisy minibatch: shift 0.075, dedup 0.19 at 3e6). 1e6 was best or near-best on
-      rot, shift and dedup.
-    - ``steps = 200`` minibatches of 64 (the LoRA itself saw 300 × 64); ``n_train`` 512
-      and ``n_val`` 256 examples from the train split, disjoint; masks scored every 5 steps.
-      One localization of a demo skill takes 10–22 s on 2 cores (training ~13 s, the
-      five held-out evaluations the rest) with ``OMP_WAIT_POLICY=PASSIVE``; on a CPU
-      shared with other jobs, libgomp's default spin-waiting made the same run 390 s.
-
-    Why the ≥ 0.90-at-1% target is not met for every skill (strings-dedup, the hardest,
-    held-out relative gain in exact match, 200 steps unless said): more steps do not help
-    (600 steps: 0.314, best at step 430, vs 0.304 at 200); a larger lr with slower restarts
-    is worse (lr 3e6, R = 50, 300 steps: 0.209); mask selection is not the bottleneck (the
-    kept 1% graft scores 0.40 / 0.32 exact match on the selection train / validation pools
-    and 0.29 held out). The budget is: learned grafts of 2% / 5% / 10% reach 0.476 / 0.555 /
-    0.623, and the untrained top-|Δ| mask 0.037 / 0.25 / 0.53 at 5% / 10% / 20%. A rank-8
-    LoRA's ΔW = s·B·A is dense and spread evenly (no heavy tail of large entries as after
-    full fine-tuning), so a small entry-wise subset of it carries little of the skill;
-    ``skillbank repro graft`` charts where each skill crosses 0.90. Learned-graft relative
-    gain at 1% / 2% / 5% / 10% (seed 0, 200 held-out inputs; 10% with 100 steps): rot
-    0.875 / 0.93 / 0.95 / 0.955, shift 0.945 / 0.99 / 0.995 / 0.995, swap 0.665 / 0.78 /
-    0.84 / 0.925, drop 0.485 / 0.615 / 0.73 / 0.785, dedup 0.304 / 0.476 / 0.555 / 0.623,
-    dup 0.245 / 0.48 / 0.545 / 0.635; so 0.90 is crossed at 1% (shift), 2% (rot), 10%
-    (swap) and not by 10% for drop, dedup and dup. top-|Δ| ≤ 0.28 and random ≤ 0.005
-    everywhere.
-
-    Nor is it the source of Δ (``benchmarks/graft_sources.py``: other skills for the same
-    tasks on the same base, grafted at 1% with these settings; rot / shift / dedup / drop /
-    swap / dup): a full fine-tune of the blocks, the paper's own setting (AdamW 1e-3, the
-    LoRA's 300 × 64 batches, skills 0.94–1.00), 0.045 / 0 / 0.027 / 0.076 / 0.010 / 0 — the
-    top 1% of |Δ| holds only 8–11% of ‖Δ‖²; the LoRA recipe plus λ·Σ|ΔW| with λ = 1e-3
-    (skills 0.74–0.99; 88–99.6% of ‖Δ‖² in the top 1%) 0.979 / 0.449 / 0.574 / 0.803 /
-    0.769 / 0.522, and with λ = 1e-4 0.705 / 0.030 / 0.380 / 0.425 / 0.310 / 0.066. On the
-    8× larger ``large`` base the demo's LoRA recipe localizes worse (0.333 / 0 / 0.102 /
-    0.182 / 0.058 / 0), and λ = 1e-3 gives 0.92–1.01 only by wrecking the skills (0.00–0.855
-    exact match). Mask
-    search is not the limit either: a straight-through top-k mask trained with Adam (tried
-    on dedup at 1%, not kept) did worse than this update (≤ 0.02 selection exact match).
+    """Everything that decides a graft's mask. The defaults, how the code departs from the
+    authors' rule (a size budget, restarts every ``rebase_every`` steps, lr 1e6) and the
+    measurements behind each choice are in docs/methods.md §5; ``budget=False,
+    rebase_every=0, lr=1e7`` is the authors' own rule.
     """
 
     sparsity: float = 0.01

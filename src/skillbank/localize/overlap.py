@@ -1,4 +1,4 @@
-"""Does where skills live track how much they help each other? (PAPERS.md §5)
+"""Does where skills live track how much they help each other? (docs/methods.md §5)
 
 Panigrahi et al. find that the grafts of a multi-task model's tasks are almost disjoint
 and that their overlap tracks task similarity. Here, for skills i, j of one base with

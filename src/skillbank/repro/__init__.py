@@ -1,5 +1,5 @@
 """Reproductions: each seed paper's headline claim, re-run at CPU scale on skillbank's own
-operations (``skillbank repro NAME``; ARCHITECTURE.md, "Reproductions").
+operations (``skillbank repro NAME``; docs/methods.md has one section per paper).
 
 Every module in this package is one reproduction, named after the claim (``graft.py`` is
 ``skillbank repro graft``; underscores read as hyphens, so ``skill_it.py`` is
@@ -73,7 +73,7 @@ def run_repro(name: str, lib: Library, out_dir: Path, ui, seed: int = 0, quick: 
               executor=None) -> tuple[dict[str, Any], Outcome]:
     """Run one reproduction; write ``report.html`` and ``NAME.json`` to ``out_dir``, store the
     result in the library (subject ``repro:NAME``), and return the JSON object of
-    ARCHITECTURE.md (``name, paper, claim, figures, holds, seed, wall_seconds``) with the
+    the contract (``name, paper, claim, figures, holds, seed, wall_seconds``) with the
     module's :class:`Outcome`. With ``executor`` the module's ``prepare`` runs first (a
     ``SkillError`` if it has none)."""
     module = load(name) if executor is None else require_prepare(name)

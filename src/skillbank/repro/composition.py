@@ -22,7 +22,7 @@ the members' ΔW, ‖ΔW_method − Σ_i ΔW_i‖ / ‖Σ_i ΔW_i‖ over all ma
 merges ``linear`` and ``cat``; for LoRAHub and ScaLearn it measures how far the learned
 weights moved from the plain sum; ``None`` for the router, which has no static ΔW).
 
-``holds`` rule (the issue's target): the router's normalised accuracy is ≥ 0.95 on every
+``holds`` rule: the router's normalised accuracy is ≥ 0.95 on every
 member task (a task whose member scores 0 alone counts as a miss).
 """
 

@@ -1,6 +1,6 @@
 """``skillbank repro graft``: a tiny graft of a skill's parameter changes carries the skill.
 
-Panigrahi et al. 2023 (PAPERS.md §5) graft a small learned fraction of a fine-tuned
+Panigrahi et al. 2023 (docs/methods.md §5) graft a small learned fraction of a fine-tuned
 model's changes onto the pre-trained model and recover most of its performance, better
 calibrated; grafts of different tasks barely overlap, and overlap tracks task similarity.
 
@@ -22,12 +22,9 @@ random masks of the same size. Grafts are stored as ``sparse`` skills named
 Steps per sparsity (``STEPS``): 200 at 1% (the default recipe, so the demo's section and
 this run share the stored 1% grafts), fewer elsewhere to bound the run: 100 at 1e-4 and
 150 at 1e-3 (nothing reaches a gain above 0.005 there), 100 at 1e-1 (the best mask came at
-step 50–95 for every skill). From the demo's stored skills on 2 quiet cores the full run
-took 330 s in-process (13.5 s mean per localization, one thread) and 178 s with
-``--workers 2`` (``prepare`` makes the 24 grafts as ``localize`` jobs; identical figures).
-With the grafts stored, a re-run only evaluates the overlap, transfer and union (about a
-minute). See
-``localize.ops.GraftRecipe`` for every other setting.
+step 50–95 for every skill). ``prepare`` makes the 24 grafts as ``localize`` jobs on an
+executor (``--workers 2``); with the grafts stored, a re-run only evaluates the overlap,
+transfer and union. Settings and figures: docs/methods.md §5.
 
 ``holds`` rule: for every demo skill, the best learned graft at a sparsity ≤ 1e-2 has a
 relative gain in exact match ≥ 0.90 (``TARGET``). The figures also give, per skill, the

@@ -17,9 +17,7 @@ Run: ``skillbank repro less`` (selection plus 3 × 300 LoRA steps: 8.7 min wall 
 2 cores shared with other jobs at load ≈ 10); ``--quick`` takes seconds and its figures
 mean nothing.
 
-Result (seed 0, 2026-11-25): LESS picked 60 ``shift`` + 38 ``shift+rev`` + 2 ``dedup``
-(98% target or related, vs 12% for the random 5%); ``shift`` exact match LESS-5% 0.985,
-random-5% 0.000, full pool 0.880: the claim holds.
+Figures: docs/methods.md §7.
 """
 
 from __future__ import annotations

@@ -10,20 +10,7 @@ number of steps and examples by each method, three seeds (``seed``, ``seed+1``,
 alone (extra compute, reported as ``graph_steps``). Accuracy: held-out exact match per
 skill (``acquire.curriculum``); chance is 0.5 (binary answers).
 
-Why k = 3, ordered (measured, seed 0, stratified mixing, 2026-11-25): with the paper's
-shuffled k = 5 clauses no method lifted skills 2-5 above chance in 300 steps (all three
-methods 0.587, margin 0.000), nor did an earlier exploratory run of 1500 steps. Shuffled,
-skill i needs about i + 1 attention look-ups in sequence (find the clause defining the
-variable, then its parent's, ...) and the base has 3 layers: with shuffled k = 3, skill 3
-stayed at chance after 300 and 600 steps at lr 3e-3 and 300 at lr 1e-2, and skill 2 stayed
-at or near its majority-answer rate (0.59; 0.69 at the end of one 300-step run, 0.58 after
-600); a base pre-trained 1500 steps on skills 1 and 2 together kept skill 2 at chance too.
-With the clauses in chain order (the original LEGO generator's ``random_order=False``)
-clause i defines variable i, and k = 3 skills 2-3 rose above chance within 300 steps
-(0.72 / 0.76; k = 5 ordered stayed at chance after 600). lr 1e-3 learned nothing in 300
-steps; 600 steps at 3e-3 gave no more than 300 (a plateau), so the budget is 300 steps.
-An answer format spelling out the chain ("q=1 c=0 z=0") was tried and learned nothing in
-300 steps (shuffled or ordered), so it is not used.
+Why k = 3, ordered, and what was measured: docs/methods.md §6.
 
 Rule: ``holds`` iff Skill-it's mean accuracy over skills and seeds beats random's by more
 than twice the standard error of the per-seed paired differences (same seed, same
@@ -35,18 +22,6 @@ expectation and differs from stratified only by sampling noise per round.
 Run: ``skillbank repro skill-it`` (per seed: 3 x 300 training steps + 90 graph steps of the
 mini base on ~60-token prompts, 7 evaluations of 600 held-out examples per method, 4 more for Skill-it's graph);
 ``--quick`` takes seconds and its figures mean nothing.
-
-Result at this scale (seeds 0-2, 2026-11-25; 447 s wall on 2 cores shared at load ~7-8,
-215 s CPU): mean accuracy over skills 1 / 2 / 3 and seeds: Skill-it 0.692 (0.58 / 0.90 /
-0.60), random 0.682 (0.89 / 0.61 / 0.55), stratified 0.736 (0.86 / 0.67 / 0.67). Margin
-vs random +0.010 (paired per-seed differences -0.060 / +0.038 / +0.052, standard error
-0.035), vs stratified -0.044: the claim does not hold — the margin is well inside the
-seed-to-seed spread (per-seed means of one method span 0.07-0.09, and random and
-stratified, equal in expectation here, differ by 0.054), so it is no evidence either way;
-nothing near the paper's +36.5. Skill-it's graph (seed 0) is [[1, 0, 0], [0, 1, 1],
-[0, 0.99, 0.99]]: skills 2 and 3 help each other and skill 1 only itself, so it puts ~23-28%
-on skill 1 and the rest on 2-3; it learns skill 2 best of the three methods and loses skill
-1 (the base's 1.0 drops to 0.58). No method learns skill 3 reliably in 300 steps.
 """
 
 from __future__ import annotations

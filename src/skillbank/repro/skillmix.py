@@ -1,12 +1,12 @@
 """Composition as an ability: train on chains of k ≤ 2, test on k = 3, 4 and on held-out pairs.
 
-Zhao et al. (2024), "Can Models Learn Skill Composition from Examples?" (PAPERS.md §8),
+Zhao et al. (2024), "Can Models Learn Skill Composition from Examples?" (docs/methods.md §8),
 fine-tune on text combining k = 2–3 skills and find k = 4–5 and held-out skills improve.
 Here the skills are exact: the demo's six strings primitives (rot, shift, dedup, drop,
 swap, dup), and a k-chain ``"a+b+c"`` has one right answer. Measured with Skill-Mix's two
 figures made exact (``evaluate.skillmix``: Ratio of Full Marks = exact match of the whole
 chain; Skill Fraction = the most steps whose in-order application explains the answer)
-plus the mean edit distance as the smooth measure (PAPERS.md §11), for k = 1..4:
+plus the mean edit distance as the smooth measure (docs/methods.md §11), for k = 1..4:
 
 - ``base``: the demo base alone answering the chain prompt (the floor);
 - ``trained_k2`` (a): one LoRA trained on a uniform mixture of the 6 primitives and the
@@ -24,7 +24,7 @@ the library (``strings-chains-k2``) and re-used by recipe, as the demo's skills 
 at k = 3 *and* at k = 4, and RFM of (c) at k = 2 (the held-out pairs themselves) is at
 least 0.05.
 
-EFT section (PAPERS.md §4, Mitchell et al. 2023): every demo skill, learned on the small
+EFT section (docs/methods.md §4, Mitchell et al. 2023): every demo skill, learned on the small
 (``mini``) base, up-scaled onto a larger base trained by the same recipe at size
 ``large`` (same world, same character tokenizer), ``w = 1``: exact match and mean target
 log-prob of the large base alone, the small base, small base + skill, and the up-scaled

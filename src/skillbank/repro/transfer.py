@@ -1,4 +1,4 @@
-"""Transferability estimators rank library skills as fine-tuning starts (PAPERS.md §9).
+"""Transferability estimators rank library skills as fine-tuning starts (docs/methods.md §9).
 
 Setup (strings world, the demo's base and its six LoRA skills rot, shift, dedup, drop, swap,
 dup from ``standard.demo_skills``): the target task is ``rot+shift`` (a chain none of the

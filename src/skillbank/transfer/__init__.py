@@ -1,4 +1,4 @@
-"""Transferability: which library skill to start from for a new task (PAPERS.md §9).
+"""Transferability: which library skill to start from for a new task (docs/methods.md §9).
 
 ``estimators`` holds the scores as pure functions of (features, labels); ``rank`` gets the
 features of a target task under the base + each candidate skill, ranks the candidates and

@@ -1,7 +1,7 @@
 """Transferability estimators: how well a candidate's features suit a target task.
 
 Pure functions of ``features`` (N×D) and ``labels`` (N class ids) in numpy float64; each
-returns one number, **higher = more transferable**. They are the scores of PAPERS.md §9:
+returns one number, **higher = more transferable**. They are the scores of docs/methods.md §9:
 
 - :func:`logme` — You et al. 2021, "LogME: Practical Assessment of Pre-trained Models for
   Transfer Learning", Algorithm 1 (the authors' ``LogME.py``);

@@ -127,7 +127,7 @@ def ranked(names: Sequence[str], values: Sequence[float | None]) -> list[str]:
 
 
 def agreement(scores: Sequence[float], accuracies: Sequence[float]) -> dict[str, Any]:
-    """How well a score order matches an accuracy order (PAPERS.md §9).
+    """How well a score order matches an accuracy order (docs/methods.md §9).
 
     ``kendall_tau``: Kendall's τ-b (ties counted as in scipy); ``weighted_tau``:
     ``scipy.stats.weightedtau`` (hyperbolic weights, so disagreements at the top cost
