@@ -53,7 +53,7 @@ from skillbank.standard import DemoConfig, demo_skills  # noqa: E402
 from skillbank.library import Library  # noqa: E402
 from skillbank.localize import graft  # noqa: E402
 from skillbank.localize.ops import GraftRecipe, localize  # noqa: E402
-from skillbank.run.worker import _QuietUi  # noqa: E402
+from skillbank.run import QuietUi  # noqa: E402
 from skillbank.skill import Skill  # noqa: E402
 from skillbank.worlds import get_world  # noqa: E402
 
@@ -70,7 +70,7 @@ def lora_l1(base, recipe: LoraRecipe, lam: float) -> Skill:
     """The demo's LoRA recipe with λ·Σ|s·B·A| added to the loss every step."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = lora_config(recipe)
+    cfg = lora_config(recipe, base)
     torch.manual_seed(recipe.seed)  # as train_lora: same seed, same initial A
     peft_model = get_peft_model(base.load_model(), LoraConfig(
         r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
@@ -96,7 +96,7 @@ def full_finetune(base, recipe: LoraRecipe, lr: float) -> Skill:
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     params = {}
     for k, p in model.named_parameters():
-        p.requires_grad_(graft.is_eligible(k))
+        p.requires_grad_(graft.is_eligible(k, [base.arch.block_prefix]))
         if p.requires_grad:
             params[k] = p
     train(model, params, Sampler(pools(recipe), recipe.batch_size, recipe.seed),
@@ -107,10 +107,10 @@ def full_finetune(base, recipe: LoraRecipe, lr: float) -> Skill:
                          "steps": recipe.steps, "lr": lr, "seed": recipe.seed})
 
 
-def top_share(skill: Skill, fraction: float) -> float:
+def top_share(skill: Skill, fraction: float, prefix: str) -> float:
     """Share of ‖Δ‖² (eligible entries) in the top ``fraction`` of entries by |Δ|."""
     sq = torch.cat([d.float().reshape(-1) ** 2 for p, d in skill.delta().items()
-                    if graft.is_eligible(p)])
+                    if graft.is_eligible(p, [prefix])])
     k = max(1, round(fraction * sq.numel()))
     return float(torch.topk(sq, k).values.sum() / sq.sum())
 
@@ -133,11 +133,11 @@ def main() -> None:
     tasks = args.tasks.split(",")
     lib = Library.open(args.home)
     cfg = DemoConfig(base=BaseRecipe(size=args.base_size), tasks=tasks)
-    base, demo_skills = demo_skills(lib, cfg, _QuietUi())
+    base, standard_skills = demo_skills(lib, cfg, QuietUi())
     rows = []
     print(f"{'task':<7}{'source':<15}{'skill EM':>9}{'graft EM':>9}{'gain':>7}"
           f"{'top|Δ| gain':>12}{'‖Δ‖² top':>9}{'sec':>6}", flush=True)
-    for task, demo_skill in zip(tasks, demo_skills, strict=True):
+    for task, demo_skill in zip(tasks, standard_skills, strict=True):
         recipe = LoraRecipe(world=cfg.base.world, task=task, rank=cfg.rank, alpha=2 * cfg.rank,
                             steps=cfg.steps, seed=cfg.seed)
         for source in args.sources.split(","):
@@ -160,7 +160,7 @@ def main() -> None:
                    "top_delta_gain": sub["top_delta"]["relative_gain"]["exact_match"],
                    "random_gain": sub["random"]["relative_gain"]["exact_match"],
                    "fraction": sub["learned"]["fraction"],
-                   "sq_share_top": round(top_share(skill, args.sparsity), 4),
+                   "sq_share_top": round(top_share(skill, args.sparsity, base.arch.block_prefix), 4),
                    "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
 

@@ -87,7 +87,7 @@ def run_baseline(base, recipe) -> dict:
     tok = AutoTokenizer.from_pretrained(base.path)
     torch.manual_seed(recipe.seed)
     model = get_peft_model(model, LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
-                                             target_modules=recipe.target_modules,
+                                             target_modules=list(base.arch.targets),
                                              lora_dropout=0.0, bias="none"))
     pool = get_world(recipe.world).examples(recipe.task, recipe.pool, seed=recipe.seed)
     sampler = Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed)

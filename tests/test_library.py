@@ -413,5 +413,6 @@ def test_re_adding_an_intact_copy_heals_a_damaged_base_and_keeps_its_record(home
         with pytest.raises(LibraryError, match="registered as causal, not encoder"):
             lib.add_base("tiny", tiny_llama_dir, kind="encoder")
         healed = lib.add_base("tiny", tiny_llama_dir)
-        assert lib.verify() == [] and healed.meta == {"recipe": {"method": "pretrain"}}
+        assert lib.verify() == [] and healed.meta["recipe"] == {"method": "pretrain"}
+        assert healed.meta["arch"]["blocks"] == "model.layers"
         healed.load_model()

@@ -146,15 +146,30 @@ class Base:
         self.check()
         return AutoTokenizer.from_pretrained(self.path)
 
-    def module_shapes(self) -> dict[str, tuple[int, ...]]:
-        """``{parameter name: shape}`` of the model class, built on the meta device."""
+    def meta_model(self):
+        """The model class built on the meta device from the config: structure, no weights."""
         from transformers import AutoConfig
 
-        self.check()
+        self.check(hashes=False)
         config = AutoConfig.from_pretrained(self.path)
         with torch.device("meta"):
-            model = self.model_class().from_config(config)
-        return {k: tuple(v.shape) for k, v in model.named_parameters()}
+            return self.model_class().from_config(config)
+
+    def module_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{parameter name: shape}`` of the model class, built on the meta device."""
+        return {k: tuple(v.shape) for k, v in self.meta_model().named_parameters()}
+
+    @property
+    def arch(self):
+        """The base's :class:`~skillbank.arch.Architecture`: recorded when it was added, or
+        read off the model (a base registered before architectures were recorded)."""
+        from .arch import Architecture, read_architecture
+
+        if "arch" in self.meta:
+            return Architecture.from_dict(self.meta["arch"])
+        if "_arch" not in self.__dict__:
+            self.__dict__["_arch"] = read_architecture(self.meta_model())
+        return self.__dict__["_arch"]
 
 
 def check_base(skill: Skill, base: Base) -> None:

@@ -83,9 +83,11 @@ class BaseStore:
             _fsync_dir(dest.parent)
         if not self._files(fp):
             self._record_files(fp, dest)
+        probe = Base(name, dest, fp, kind, files=self._files(fp))
+        meta = {**(meta or {}), "arch": probe.arch.as_dict()}  # read off the model, recorded
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO bases VALUES (?,?,?,?,?)",
-                      (name, fp, kind, json.dumps(meta or {}), _now()))
+                      (name, fp, kind, json.dumps(meta), _now()))
         return self.base(name)
 
     def base(self, name_or_fp: str, check: bool = True) -> Base:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .arch import in_out, is_linear
 from .base import Base, check_base
 from .skill import Skill, SkillError, lora_modules, lora_scale
 
@@ -31,9 +32,11 @@ class Router(nn.Module):
         return self.net(h)
 
 
-def member_factors(skill: Skill) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module: (A, B)}`` with B·A = ΔW: a LoRA's own factors (scale folded into B);
-    other static kinds by an exact full-rank SVD."""
+def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A, B)}`` with B·A = ΔW as an (out × in) map: a LoRA's own factors (scale
+    folded into B); other static kinds by an exact full-rank SVD. ``stored_in_out`` names the
+    modules whose weight is stored (in, out) (GPT-2's ``Conv1D``): their ΔW is transposed."""
     if skill.kind == "lora":
         return {m: (skill.tensors[f"{m}.lora_A.weight"].float(),
                     lora_scale(skill.config, skill.tensors[f"{m}.lora_A.weight"].shape[0])
@@ -41,8 +44,33 @@ def member_factors(skill: Skill) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
                 for m in lora_modules(skill.tensors)}
     out = {}
     for param, dw in skill.delta().items():
-        u, sv, vh = torch.linalg.svd(dw.float(), full_matrices=False)
-        out[param.removesuffix(".weight")] = (vh, u * sv)
+        module = param.removesuffix(".weight")
+        dw = dw.float().T if module in stored_in_out else dw.float()
+        u, sv, vh = torch.linalg.svd(dw, full_matrices=False)
+        out[module] = (vh, u * sv)
+    return out
+
+
+def linear_factors(model: nn.Module, members: Sequence[Skill], what: str
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A [n, r, in], B [n, out, r])}``: every member's factors on every linear
+    layer any member changes, zero-padded to a common rank (a member that leaves a layer
+    alone has zeros there). SkillError naming ``what`` for a change to a non-linear layer."""
+    modules = dict(model.named_modules())
+    conv = frozenset(n for n, m in modules.items() if is_linear(m) and not isinstance(m, nn.Linear))
+    factors = [member_factors(m, conv) for m in members]
+    out = {}
+    for name in sorted(set().union(*factors)):
+        if name not in modules or not is_linear(modules[name]):
+            raise SkillError(f"{what} supports linear layers only; {name} is not one")
+        in_f, out_f = in_out(modules[name])
+        r = max(f[name][0].shape[0] for f in factors if name in f)
+        A, B = torch.zeros(len(members), r, in_f), torch.zeros(len(members), out_f, r)
+        for i, f in enumerate(factors):
+            if name in f:
+                a, b = f[name]
+                A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
+        out[name] = (A, B)
     return out
 
 
@@ -56,21 +84,11 @@ class RoutedModel(nn.Module):
         self.members = list(members)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        factors = [member_factors(m) for m in members]
         modules = dict(self.model.named_modules())
         self._alpha: torch.Tensor | None = None
         self._A: dict[str, torch.Tensor] = {}
         self._B: dict[str, torch.Tensor] = {}
-        for name in sorted(set().union(*factors)):
-            if not isinstance(modules.get(name), nn.Linear):
-                raise SkillError(f"routing supports linear layers only; {name} is not one")
-            out_f, in_f = modules[name].weight.shape
-            r = max(f[name][0].shape[0] for f in factors if name in f)
-            A, B = torch.zeros(len(members), r, in_f), torch.zeros(len(members), out_f, r)
-            for i, f in enumerate(factors):
-                if name in f:
-                    a, b = f[name]
-                    A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
+        for name, (A, B) in linear_factors(self.model, self.members, "routing").items():
             self._A[name], self._B[name] = A, B
             modules[name].register_forward_hook(self._hook(name))
         self.config = self.model.config

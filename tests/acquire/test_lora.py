@@ -80,7 +80,7 @@ def test_manifest_recipe_is_complete(base, skill, lib):
     assert set(recipe) == fields | {"method"}
     rebuilt = LoraRecipe(**{k: v for k, v in recipe.items() if k != "method"})
     assert rebuilt == RECIPE
-    assert stored.config == lora_config(RECIPE)
+    assert stored.config == lora_config(RECIPE, base)
     assert stored.kind == "lora" and stored.base == base.fingerprint
     train = stored.metrics["train"]
     assert [s for s, _ in train["curve"]] == [8] and train["final_loss"] == train["curve"][-1][1]

@@ -103,7 +103,7 @@ def random_lora(base, name: str, seed: int) -> Skill:
         module = f"model.layers.{layer}.self_attn.q_proj"
         tensors[f"{module}.lora_A.weight"] = torch.randn(2, 32, generator=g)
         tensors[f"{module}.lora_B.weight"] = torch.randn(32, 2, generator=g)
-    return Skill(name, "lora", base.fingerprint, tensors, config=lora_config(recipe),
+    return Skill(name, "lora", base.fingerprint, tensors, config=lora_config(recipe, base),
                  recipe=recipe.as_dict())
 
 

@@ -138,7 +138,7 @@ def test_eligibility_excludes_embeddings_head_and_final_norm():
     names = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
              "model.layers.0.input_layernorm.weight", "model.layers.1.mlp.down_proj.weight",
              "model.layers.0.self_attn.q_proj.weight"]
-    assert graft.eligible_names(names) == ["model.layers.0.input_layernorm.weight",
+    assert graft.eligible_names(names, ("model.layers.",)) == ["model.layers.0.input_layernorm.weight",
                                            "model.layers.0.self_attn.q_proj.weight",
                                            "model.layers.1.mlp.down_proj.weight"]
     assert graft.is_eligible("lm_head.weight", prefixes=("lm_head.",))
@@ -167,7 +167,7 @@ def test_eligible_deltas_on_a_lora(setup):
     _, base, skill = setup
     model = base.load_model()
     params = dict(model.named_parameters())
-    deltas, n = eligible_deltas(skill, params, graft.BLOCK_PREFIXES)
+    deltas, n = eligible_deltas(skill, params, ("model.layers.",))
     assert n == sum(v.numel() for k, v in params.items() if k.startswith("model.layers."))
     assert set(deltas) == set(skill.delta()) and all(k.startswith("model.layers.") for k in deltas)
     with pytest.raises(SkillError, match="no eligible"):
@@ -178,7 +178,7 @@ def test_mask_training_lowers_the_loss(setup):
     _, base, skill = setup
     tokenizer, model = base.load_tokenizer(), base.load_model()
     params = dict(model.named_parameters())
-    deltas, n = eligible_deltas(skill, params, graft.BLOCK_PREFIXES)
+    deltas, n = eligible_deltas(skill, params, ("model.layers.",))
     theta_pre = {p: params[p].detach().clone() for p in deltas}
     examples = get_world("strings").examples("rot", 96, seed=0, split="train")
     train_ex, val_ex = examples[:64], examples[64:]

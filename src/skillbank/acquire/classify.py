@@ -30,7 +30,7 @@ from torch import nn
 
 from ..base import Base
 from ..skill import Skill, SkillError, canonical_json
-from ..worlds import get_world
+from ..worlds import get_world, pinned_args
 from .data import Sampler
 from .loop import LoopConfig, train
 from .lora import lora_tensors, train_metrics
@@ -48,7 +48,7 @@ ATTENTION_TARGETS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClassifierRecipe:
     """Everything that decides a classification skill's tensors.
 
@@ -67,9 +67,19 @@ class ClassifierRecipe:
     max_length: int = 64
     seed: int = 0
     target_modules: list[str] | None = None
+    warmup: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
 
     def as_dict(self) -> dict:
         return {"method": "lora-classifier", **asdict(self)}
+
+    def loop(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
+                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
 
     def key(self, base: Base) -> str:
         """Identity of this run on this base (names its checkpoint directory)."""
@@ -200,7 +210,7 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
 
     ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
     log = train(clf, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
-                tokenizer, LoopConfig(steps=recipe.steps, lr=recipe.lr), checkpoint=ckpt,
+                tokenizer, recipe.loop(), checkpoint=ckpt,
                 progress=progress, make_batch=make_batch)
     tensors = lora_tensors(peft_model)
     tensors["head.weight"] = head.weight.detach().clone()

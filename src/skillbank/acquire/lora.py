@@ -22,8 +22,6 @@ from ..worlds import get_world, pinned_args
 from .data import Sampler
 from .loop import LoopConfig, train
 
-LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
 
 @dataclass(frozen=True)
 class LoraRecipe:
@@ -41,7 +39,7 @@ class LoraRecipe:
     batch_size: int = 64
     pool: int = 4000
     seed: int = 0
-    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
+    target_modules: tuple[str, ...] = ()  # empty: every linear layer in the base's blocks
     world_args: dict = field(default_factory=dict)
     warmup: int = 20
     weight_decay: float = 0.0
@@ -60,9 +58,10 @@ class LoraRecipe:
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise SkillError(f"LoRA recipe: warmup must be an integer ≥ 0, got {self.warmup!r}")
         object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
     def as_dict(self) -> dict:
-        return {"method": "lora", **asdict(self)}
+        return {"method": "lora", **asdict(self), "target_modules": list(self.target_modules)}
 
     def loop(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
@@ -73,11 +72,18 @@ class LoraRecipe:
         return hashlib.sha256(canonical_json([base.fingerprint, self.as_dict()]).encode()).hexdigest()[:24]
 
 
-def lora_config(recipe: LoraRecipe) -> dict:
+def target_modules(given, base: Base) -> list[str]:
+    """``given`` target modules, or (empty) every linear layer in the base's blocks
+    (``base.arch.targets``, read off the model: no family's names assumed)."""
+    return sorted(given) if given else list(base.arch.targets)
+
+
+def lora_config(recipe: LoraRecipe, base: Base) -> dict:
     """The PEFT LoraConfig fields a skill records (and exports to adapter_config.json)."""
     return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
-            "target_modules": sorted(recipe.target_modules), "lora_dropout": 0.0,
-            "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "task_type": "CAUSAL_LM"}
+            "target_modules": target_modules(recipe.target_modules, base), "lora_dropout": 0.0,
+            "bias": "none", "fan_in_fan_out": base.arch.fan_in_fan_out, "use_rslora": False,
+            "task_type": "CAUSAL_LM"}
 
 
 def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path | None = None,
@@ -98,10 +104,10 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
     model = base.load_model()
     tokenizer = base.load_tokenizer()
     torch.manual_seed(recipe.seed)
-    cfg = lora_config(recipe)
+    cfg = lora_config(recipe, base)
     peft_model = get_peft_model(model, LoraConfig(
         r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
-        lora_dropout=0.0, bias="none"))
+        lora_dropout=0.0, bias="none", fan_in_fan_out=cfg["fan_in_fan_out"]))
     params = {k: p for k, p in peft_model.named_parameters() if p.requires_grad}
     run_recipe, key = recipe.as_dict(), recipe.key(base)
     if init is not None:

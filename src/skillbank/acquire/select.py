@@ -161,15 +161,14 @@ class SelectConfig:
 
 
 def lora_model(base, rank: int, seed: int):
-    """A fresh PEFT LoRA (PEFT's init: B = 0) on every Llama linear of ``base``."""
+    """A fresh PEFT LoRA (PEFT's init: B = 0) on every linear layer in ``base``'s blocks."""
     from peft import LoraConfig, get_peft_model
-
-    from .lora import LLAMA_TARGETS
 
     model = base.load_model()
     torch.manual_seed(seed)
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=LLAMA_TARGETS,
-                                            lora_dropout=0.0, bias="none"))
+    return get_peft_model(model, LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=list(base.arch.targets), lora_dropout=0.0,
+        bias="none", fan_in_fan_out=base.arch.fan_in_fan_out))
 
 
 def build_pool(cfg: SelectConfig) -> tuple[list, list]:

@@ -12,18 +12,18 @@ the manifest.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
+from ..arch import LAYER_INDEX
 from ..skill import Skill, SkillError, lora_modules, lora_scale
 from . import merge
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune",
            "cat", "layer_swap", "graft_union")
-_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+_LAYER = LAYER_INDEX  # a parameter's block: its first numeric path component
 
 
 @dataclass

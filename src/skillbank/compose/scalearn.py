@@ -29,7 +29,6 @@ Departures from the paper, on purpose:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -38,11 +37,12 @@ from torch import nn
 
 from ..acquire.data import Sampler
 from ..acquire.loop import LoopConfig, train
+from ..arch import LAYER_INDEX
 from ..base import Base, check_base
+from ..routed import linear_factors
 from ..skill import Skill, SkillError
 from ..worlds import get_world
 from .ops import check_members, diagnostics
-from .route import member_factors
 
 # variant: (ω is a vector over output features, ω shared across layers)
 VARIANTS = {
@@ -51,7 +51,7 @@ VARIANTS = {
     "scalearn++": (True, True),
     "scalearn-uniform++": (False, True),
 }
-_LAYER = re.compile(r"\.layers?\.\d+\.")
+_LAYER = LAYER_INDEX  # a parameter's block: its first numeric path component
 
 
 def scaled_delta(deltas: Sequence[torch.Tensor], omegas: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -70,7 +70,7 @@ def scaled_delta(deltas: Sequence[torch.Tensor], omegas: Sequence[torch.Tensor])
 
 def omega_key(module: str, shared: bool) -> str:
     """Which ω a module uses: its own, or (shared across layers) its module type's."""
-    return _LAYER.sub(".layers.*.", module) if shared else module
+    return _LAYER.sub(".*.", module, count=1) if shared else module
 
 
 @dataclass(frozen=True)
@@ -105,24 +105,15 @@ class ScaLearnModel(nn.Module):
         self.model, self.members, self.shared = base_model, list(members), shared
         for p in self.model.parameters():
             p.requires_grad_(False)
-        factors = [member_factors(m) for m in members]
         modules = dict(self.model.named_modules())
         n = len(members)
         gen = torch.Generator().manual_seed(seed)
         self.omega = nn.ParameterDict()
         self._A: dict[str, torch.Tensor] = {}
         self._B: dict[str, torch.Tensor] = {}
-        for name in sorted(set().union(*factors)):
-            if not isinstance(modules.get(name), nn.Linear):
-                raise SkillError(f"ScaLearn supports linear layers only; {name} is not one")
-            out_f, in_f = modules[name].weight.shape
-            r = max(f[name][0].shape[0] for f in factors if name in f)
-            A, B = torch.zeros(n, r, in_f), torch.zeros(n, out_f, r)
-            for i, f in enumerate(factors):
-                if name in f:
-                    a, b = f[name]
-                    A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
+        for name, (A, B) in linear_factors(self.model, members, "ScaLearn").items():
             self._A[name], self._B[name] = A, B
+            out_f = B.shape[1]
             key = self._pkey(name)
             if key not in self.omega:  # ω ~ N(2/n, 0.001), as in the paper
                 shape = (n, out_f) if vector else (n, 1)

@@ -26,7 +26,7 @@ def joint_reference(lib: Library, base: Base, cfg: ContinualConfig, ui) -> list[
     world = get_world(cfg.world)
     tok = base.load_tokenizer()
     pools = {t: world.examples(t, cfg.pool, seed=cfg.seed, split="train") for t in cfg.tasks}
-    model, params = _new_lora(base.load_model(), cfg, cfg.seed)
+    model, params = _new_lora(base.load_model(), cfg, cfg.seed, base)
     steps = cfg.steps * len(cfg.tasks)
     with ui.bar("joint reference", steps) as bar:
         log = train(
@@ -44,7 +44,7 @@ def joint_reference(lib: Library, base: Base, cfg: ContinualConfig, ui) -> list[
             kind="lora",
             base=base.fingerprint,
             tensors=lora_tensors(model),
-            config=lora_config(cfg.lora_recipe(cfg.tasks[0])),
+            config=lora_config(cfg.lora_recipe(cfg.tasks[0]), base),
             recipe={
                 "method": "continual-joint",
                 "tasks": list(cfg.tasks),

@@ -45,7 +45,7 @@ import torch
 
 from ..acquire.data import Sampler, training_batch
 from ..acquire.loop import LoopConfig, train
-from ..acquire.lora import LLAMA_TARGETS, LoraRecipe, lora_config, lora_tensors
+from ..acquire.lora import LoraRecipe, lora_config, lora_tensors, target_modules
 from ..acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
@@ -85,7 +85,7 @@ class ContinualConfig:
     router_steps: int = 150
     router_lr: float = 1e-2  # the expand strategy's router (see compose.route.RouterRecipe)
     curve_points: int = 0
-    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_TARGETS))
+    target_modules: list[str] = field(default_factory=list)  # empty: the base's linear layers
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -136,7 +136,7 @@ def evaluate_row(model, tokenizer, world, tasks, n: int, seed: int) -> list[tupl
     return out
 
 
-def _new_lora(model, cfg: ContinualConfig, seed: int):
+def _new_lora(model, cfg: ContinualConfig, seed: int, base: Base):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)  # as lora.train_lora: same seed, same initial A
@@ -146,8 +146,9 @@ def _new_lora(model, cfg: ContinualConfig, seed: int):
             r=cfg.rank,
             lora_alpha=cfg.alpha,
             lora_dropout=0.0,
-            target_modules=sorted(cfg.target_modules),
+            target_modules=target_modules(cfg.target_modules, base),
             bias="none",
+            fan_in_fan_out=base.arch.fan_in_fan_out,
         ),
     )
     return peft_model, {k: p for k, p in peft_model.named_parameters() if p.requires_grad}
@@ -193,7 +194,7 @@ def run_continual(
     loop = LoopConfig(steps=cfg.steps, lr=cfg.lr)
     shared = cfg.strategy in ("seq", "replay", "ewc")
     if shared:
-        model, params = _new_lora(base.load_model(), cfg, cfg.seed)
+        model, params = _new_lora(base.load_model(), cfg, cfg.seed, base)
     fisher = anchor = None
     members_at_add: list[dict[str, torch.Tensor]] = []
     for t, task in enumerate(tasks):
@@ -202,7 +203,7 @@ def run_continual(
             frozen = stored if cfg.strategy == "olora" else []
             # expand: exactly `train_lora`'s seed; olora: a fresh A per task, as O-LoRA's init
             seed = cfg.seed + t if cfg.strategy == "olora" else cfg.seed
-            model, params = _new_lora(base.load_model(frozen), cfg, seed)
+            model, params = _new_lora(base.load_model(frozen), cfg, seed, base)
         sampler: Any = Sampler({task: pools[task]}, cfg.batch_size, cfg.seed)
         extra_loss = None
         if cfg.strategy == "replay":
@@ -324,7 +325,7 @@ def _snapshot(
         lineage = [s.ref for s in stored]  # the frozen LoRAs this one is applied on top of
     else:
         lineage = [stored[-1].ref] if stored else []  # the shared LoRA before this task
-    cfg_dict = lora_config(cfg.lora_recipe(task))
+    cfg_dict = lora_config(cfg.lora_recipe(task), base)
     if cfg.strategy == "olora":
         cfg_dict = {**cfg_dict, "applied_with": "the frozen LoRAs in lineage, summed"}
     return Skill(

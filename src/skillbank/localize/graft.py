@@ -31,19 +31,14 @@ import torch
 Tensors = Mapping[str, torch.Tensor]
 Mask = dict[str, torch.Tensor]
 
-BLOCK_PREFIXES = ("model.layers.",)
-
-
-def is_eligible(name: str, prefixes: Sequence[str] = BLOCK_PREFIXES) -> bool:
-    """A parameter takes part in grafting iff it lives in a transformer block.
-
-    The default prefix ``model.layers.`` (Llama, Mistral, Qwen … in Hugging Face naming)
-    excludes the token embeddings, the final norm and the LM head, as the authors do.
-    """
+def is_eligible(name: str, prefixes: Sequence[str]) -> bool:
+    """A parameter takes part in grafting iff it lives in a transformer block: under one of
+    ``prefixes`` (a base's ``arch.block_prefix``), which leaves out the token embeddings, the
+    final norm and the LM head, as the authors do."""
     return any(name.startswith(p) for p in prefixes)
 
 
-def eligible_names(names: Iterable[str], prefixes: Sequence[str] = BLOCK_PREFIXES) -> list[str]:
+def eligible_names(names: Iterable[str], prefixes: Sequence[str]) -> list[str]:
     return sorted(n for n in names if is_eligible(n, prefixes))
 
 

@@ -3,7 +3,8 @@
 Orchestration above the pure maths of ``graft.py`` (docs/methods.md §5, Panigrahi et al. 2023):
 
 1. Δ = the skill's ``delta()`` on the eligible tensors, the transformer blocks (parameters
-   under ``model.layers.``; embeddings, final norm and LM head excluded). The sparsity is
+   under the base's block list, ``base.arch.blocks``: ``model.layers`` for Llama,
+   ``transformer.h`` for GPT-2; embeddings, final norm and LM head excluded). The sparsity is
    a fraction of *all* eligible parameters (norm weights and tensors the skill leaves
    alone count in the denominator), so k = round(sparsity · n_eligible).
 2. γ_base = the top-k entries of |Δ|; S ~ U[0, 1). For ``steps`` minibatches of the task's
@@ -73,7 +74,7 @@ class GraftRecipe:
     world: str | None = None
     task: str | None = None
     world_args: dict = field(default_factory=dict)
-    prefixes: list[str] = field(default_factory=lambda: list(graft.BLOCK_PREFIXES))
+    prefixes: list[str] = field(default_factory=list)  # empty: the base's blocks (base.arch)
 
     def check(self) -> None:
         if not 0.0 < self.sparsity <= 1.0:
@@ -264,7 +265,8 @@ def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = N
     tokenizer = base.load_tokenizer()
     model = base.load_model()
     params = dict(model.named_parameters())
-    deltas, n_eligible = eligible_deltas(skill, params, recipe.prefixes)
+    deltas, n_eligible = eligible_deltas(skill, params,
+                                         recipe.prefixes or [base.arch.block_prefix])
     theta_pre = {p: params[p].detach().clone() for p in sorted(deltas)}
     k = max(1, round(recipe.sparsity * n_eligible))
 
