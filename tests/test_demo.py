@@ -16,7 +16,7 @@ from skillbank.cli import app
 from skillbank.library import Library
 
 DEMO = ["demo", "--size", "tiny", "--base-steps", "30", "--steps", "10", "--n", "8",
-        "--tasks", "rot,shift", "--graft-steps", "10", "--router-steps", "20"]
+        "--tasks", "rot,shift", "--graft-steps", "10", "--router-steps", "20", "--workers", "1"]
 METRIC_KEYS = {"n"} | {f"{m}{s}" for m in ("exact_match", "edit_distance", "token_accuracy",
                                            "mean_logprob") for s in ("", "_stderr")}
 

@@ -22,8 +22,9 @@ from .evaluate.jobs import eval_matrix_on
 from .library import Library
 from .report.html import Section, write_report
 from .report.plots import curves, heatmap
+from .run import ensure
 from .skill import Skill
-from .standard import DemoConfig, demo_skills, executor_for
+from .standard import DemoConfig, demo_skills, executor_for, router_job
 
 TARGET_SKILL_EM = 0.90
 TARGET_BASE_EM = 0.20
@@ -54,6 +55,8 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) ->
                                     list(cfg.tasks), cfg.n_eval, cfg.seed,
                                     progress=lambda i, _: step(i, None))
         t = phase("evaluation", t)
+        _make_router_and_grafts(lib, base, skills, cfg, ui, ex)
+        t = phase("router_and_grafts", t)
         summary, extra = _summary(lib, base, skills, matrix, cfg), []
         if cfg.composition:
             from .repro.composition import composition_section
@@ -76,6 +79,20 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) ->
     write_demo_report(out_dir, summary, skills, base, cfg, extra)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _make_router_and_grafts(lib: Library, base: Base, skills: list[Skill], cfg: DemoConfig, ui,
+                            ex) -> None:
+    """The router and the 1% grafts, the demo's longest jobs, made together on ``ex`` (the
+    router first: it is the longest) so that both cores stay busy; the sections after find
+    them stored."""
+    from .repro.graft import localization_jobs
+
+    jobs = ([router_job(base, skills, cfg.router_recipe())] if cfg.composition else []) \
+        + (localization_jobs(base, skills, cfg.seed, cfg.n_eval, cfg.graft_steps)
+           if cfg.localization else [])
+    with ui.bar(f"router and grafts ({ex.name} × {ex.workers})", len(jobs)) as step:
+        ensure(ex, lib, jobs, lambda d, _t: step(d, None), what="router and graft")
 
 
 def _summary(lib: Library, base: Base, skills: list[Skill], matrix: dict, cfg: DemoConfig

@@ -88,8 +88,13 @@ class RoutedModel(nn.Module):
         self._alpha: torch.Tensor | None = None
         self._A: dict[str, torch.Tensor] = {}
         self._B: dict[str, torch.Tensor] = {}
+        self._rank: dict[str, int] = {}
         for name, (A, B) in linear_factors(self.model, self.members, "routing").items():
-            self._A[name], self._B[name] = A, B
+            # members side by side: one (n·r × in) and one (out × n·r) matrix, two GEMMs a layer
+            n, r, in_f = A.shape
+            self._A[name] = A.reshape(n * r, in_f)
+            self._B[name] = B.permute(1, 0, 2).reshape(B.shape[1], n * r)
+            self._rank[name] = r
             modules[name].register_forward_hook(self._hook(name))
         self.config = self.model.config
         self.generation_config = self.model.generation_config
@@ -98,24 +103,32 @@ class RoutedModel(nn.Module):
         def hook(_module, inputs, output):
             if self._alpha is None:
                 return output
-            z = torch.einsum("bsi,nri->bnsr", inputs[0], self._A[name])  # A_i x, rank-r
-            z = z * self._alpha[:, :, None, None]
-            return output + torch.einsum("bnsr,nor->bso", z, self._B[name])
+            z = torch.nn.functional.linear(inputs[0], self._A[name])  # [A_1 x … A_n x]
+            z = z * self._alpha.repeat_interleave(self._rank[name], dim=1)[:, None, :]  # α_i on block i
+            return output + torch.nn.functional.linear(z, self._B[name])  # Σ_i α_i B_i A_i x
         return hook
+
+    @torch.no_grad()
+    def context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                prompt_mask: torch.Tensor) -> torch.Tensor:
+        """The router's input: the base's last hidden state, mean over the prompt tokens."""
+        self._alpha = None
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        w = prompt_mask.unsqueeze(-1).float()
+        return (out.hidden_states[-1] * w).sum(1) / w.sum(1).clamp(min=1.0)
 
     def alpha(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               prompt_mask: torch.Tensor) -> torch.Tensor:
-        self._alpha = None
-        with torch.no_grad():
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        h = out.hidden_states[-1]
-        w = prompt_mask.unsqueeze(-1).float()
-        pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return self.router(pooled)
+        return self.router(self.context(input_ids, attention_mask, prompt_mask))
 
-    def forward(self, input_ids, attention_mask, labels=None, **kw):
-        prompt = attention_mask.bool() & (labels == -100) if labels is not None else attention_mask.bool()
-        self._alpha = self.alpha(input_ids, attention_mask, prompt)
+    def forward(self, input_ids, attention_mask, labels=None, context=None, **kw):
+        """``context`` (optional): the batch's :meth:`context`, computed before (a causal
+        base's prompt states do not depend on the answer, so a prompt-only pass gives them)."""
+        if context is None:
+            prompt = attention_mask.bool() & (labels == -100) if labels is not None \
+                else attention_mask.bool()
+            context = self.context(input_ids, attention_mask, prompt)
+        self._alpha = self.router(context)
         try:
             return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kw)
         finally:

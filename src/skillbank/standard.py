@@ -93,22 +93,28 @@ def demo_skills(lib: Library, cfg: DemoConfig, ui, executor: Executor | None = N
                 ) -> tuple[Base, list[Skill]]:
     """The demo's base and one LoRA skill per task, each re-used by recipe or trained now
     as a ``train`` job on ``executor`` (or the one ``cfg`` names)."""
-    base = demo_base(lib, cfg, ui)
-    jobs = [train_job(cfg.skill_name(t), base, cfg.skill_recipe(t)) for t in cfg.tasks]
-    with executor_for(cfg, executor) as ex, \
-            _bar(ui, f"skills ({ex.name} × {ex.workers})", len(jobs)) as progress:
-        done = ensure(ex, lib, jobs, progress, what="training")
+    with executor_for(cfg, executor) as ex:
+        ex.start()  # workers start up while the base trains here
+        base = demo_base(lib, cfg, ui)
+        jobs = [train_job(cfg.skill_name(t), base, cfg.skill_recipe(t)) for t in cfg.tasks]
+        with _bar(ui, f"skills ({ex.name} × {ex.workers})", len(jobs)) as progress:
+            done = ensure(ex, lib, jobs, progress, what="training")
     skills = [lib.get(r.result["ref"]) for r in done]
     made = sum(r.status == "done" for r in done)
     ui.say(f"skills: {', '.join(s.ref for s in skills)} ({made} trained now)")
     return base, skills
 
 
+def router_job(base: Base, skills: list[Skill], recipe: RouterRecipe):
+    """The ``route`` job making the demo's router over ``skills``."""
+    return route_job(ROUTER_NAME, base, [s.ref for s in skills], recipe)
+
+
 def demo_router(lib: Library, base: Base, skills: list[Skill], recipe: RouterRecipe, ui,
                 executor: Executor | None = None) -> Skill:
     """The router over ``skills`` made by ``recipe``: re-used, or trained now as a ``route``
     job (in this process unless ``executor`` is given)."""
-    job = route_job(ROUTER_NAME, base, [s.ref for s in skills], recipe)
+    job = router_job(base, skills, recipe)
     with (nullcontext(executor) if executor is not None else get_executor()) as ex, \
             _bar(ui, "router", 1) as progress:
         (done,) = ensure(ex, lib, [job], progress, what="router")

@@ -51,7 +51,7 @@ def pool():
 
 def test_demo_on_a_process_pool_matches_in_process(tmp_path, pool):
     home_a, out_a = tmp_path / "a" / "home", tmp_path / "a" / "out"
-    res_a = cli(home_a, *DEMO, "--out", out_a)  # the default: everything in this process
+    res_a = cli(home_a, *DEMO, "--workers", "1", "--out", out_a)  # everything in this process
     a = json.loads((out_a / "summary.json").read_text())
     assert "local × 1" in res_a.stderr and "(2 trained now)" in res_a.stdout
 

@@ -98,10 +98,12 @@ def test_cli_localize_several_sparsities_one_graft_each(lib):
     assert [(g["ref"], g["new"]) for g in plain["grafts"]] == [
         ("rot-graft-0.02@1", False), ("rot-graft-0.03@1", False)]
     assert direct(lib, 0.02)[0].content_hash == lib.get("rot-graft-0.02").content_hash
-    # one sparsity and no executor: today's command, a new NAME-graft every time
+    # one sparsity: the same job, the graft's manifest (re-used: made by the same recipe)
     one = runner.invoke(app, ["--home", str(lib.home), "localize", "rot", "--sparsity",
                               "0.02", *small, "--json"])
-    assert one.exit_code == 0 and json.loads(one.stdout)["name"] == "rot-graft"
+    made = json.loads(one.stdout)
+    assert one.exit_code == 0 and (made["name"], made["version"], made["new"]) == \
+        ("rot-graft-0.02", 1, False)
     table = runner.invoke(app, ["--home", str(lib.home), "localize", "rot", "--sparsity",
                                 "0.02,0.03", *small])
     assert table.exit_code == 0 and "stored 0 new graft(s); re-used 2" in table.stdout

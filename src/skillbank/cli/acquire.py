@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -163,7 +164,9 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
                  help="Run the demo's jobs (skills, matrix, router, grafts) on local "
                       "(--workers N) or ray; default: local.")] = None,
              address: AddressOpt = None,
-             workers: WorkersOpt = None,
+             workers: Annotated[int, typer.Option(
+                 min=1, help="Parallel workers (default: one per core, at most 2; 1 runs "
+                             "everything in this process).")] = min(2, os.cpu_count() or 1),
              ) -> None:
     """The main job: a base gains skills, each stored, evaluated, composed, localized and reported."""
     from ..acquire.pretrain import BaseRecipe
@@ -172,7 +175,8 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
     cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
                      steps=steps, n_eval=n, seed=seed, composition=composition, localization=localization,
                      graft_steps=graft_steps, router_steps=router_steps,
-                     executor=executor, address=address, workers=workers)
+                     executor=executor, address=address,
+                     workers=None if workers == 1 and not (executor or address) else workers)
     summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
     if as_json:
         return emit(summary)

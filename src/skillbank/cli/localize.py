@@ -34,7 +34,7 @@ def localize_cmd(
         world: Annotated[str | None, _Opt(help="World (default: the skill's).")] = None,
         task: Annotated[str | None, _Opt(help="Task (default: the skill's).")] = None,
         name: Annotated[str | None, _Opt(help=(
-            "Sparse skill's name (default NAME-graft); one sparsity, no executor."))] = None,
+            "Sparse skill's name (default NAME-graft-SPARSITY); one sparsity only."))] = None,
         n: Annotated[int, _Opt(min=1, help="Held-out examples for the evaluation.")] = 200,
         n_train: Annotated[int, _Opt(min=1, help="Training examples for the mask.")] = 512,
         n_val: Annotated[int, _Opt(min=1, help="Validation examples to pick the mask.")] = 256,
@@ -49,43 +49,21 @@ def localize_cmd(
 
     Prints the learned graft against the top-|Δ| and random masks of the same size.
 
-    With several sparsities, or --executor / --address / --workers, each sparsity is one
-    job (as in `skillbank sweep`): its graft is stored as NAME-graft-SPARSITY, and a graft
-    of the same skill version made by the same recipe and --n is re-used, not redone."""
-    from ..localize.ops import GraftRecipe, localize
-
+    Each sparsity is one job (as in `skillbank sweep`; in this process unless --executor /
+    --address / --workers say otherwise): its graft is stored as NAME-graft-SPARSITY (or
+    --name), and a graft of the same skill version made by the same recipe and --n is
+    re-used, not redone."""
     library = lib()
     sparsities = _sparsities(sparsity)
+    if name is not None and len(sparsities) > 1:
+        raise SkillError("--name names one graft; with several sparsities the grafts are "
+                         "named NAME-graft-SPARSITY")
     src = library.get(skill)
-    if len(sparsities) > 1 or executor or address or workers:
-        fields = {"steps": steps, "lr": lr, "b": b, "budget": budget,
-                  "rebase_every": rebase_every, "n_train": n_train, "n_val": n_val, "seed": seed}
-        fields |= {k: v for k, v in (("world", world), ("task", task)) if v is not None}
-        return _localize_jobs(library, src, sparsities, n, fields, name, executor, address,
-                              workers, as_json)
-    sparsity = sparsities[0]
-    recipe = GraftRecipe(sparsity=sparsity, steps=steps, lr=lr, b=b, budget=budget,
-                         rebase_every=rebase_every, n_train=n_train, n_val=n_val, seed=seed,
-                         world=world, task=task)
-    ui = Ui(as_json)
-    with ui.bar(f"localize {src.ref}", steps) as step:
-        made = localize(library.base_of(src), src, recipe, name=name, n_eval=n, progress=step)
-    stored = library.add(made)
-    if as_json:
-        return emit(stored.manifest())
-    m = stored.metrics["localization"]
-    out.print(f"stored {stored.ref} (sparse): {m['size']} of {m['n_eligible']} eligible "
-              f"parameters ({m['fraction']:.3%}), {m['seconds']} s")
-    rows = []
-    for label in ("base", "skill", "learned", "top_delta", "random"):
-        r = m["subjects"][label]
-        gain = r.get("relative_gain", {}).get("exact_match")
-        shown = "-" if label in ("base", "skill") else ("n/a" if gain is None else gain)
-        rows.append([label, r.get("size", "-"), r["exact_match"], shown, r["mean_logprob"],
-                     r["token_ece"]])
-    table(f"{m['task']}: {m['n_eval']} held-out inputs",
-          ["subject", "size", "exact match", "relative gain", "mean target log-prob",
-           "token ECE"], rows)
+    fields = {"steps": steps, "lr": lr, "b": b, "budget": budget,
+              "rebase_every": rebase_every, "n_train": n_train, "n_val": n_val, "seed": seed}
+    fields |= {k: v for k, v in (("world", world), ("task", task)) if v is not None}
+    _localize_jobs(library, src, sparsities, n, fields, name, executor, address, workers,
+                   as_json)
 
 
 def _sparsities(value: str) -> list[float]:
@@ -103,11 +81,8 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
     from ..localize.jobs import localize_job
     from ..run import ensure, get_executor
 
-    if name is not None:
-        raise SkillError("--name names one graft; with several sparsities or an executor "
-                         "the grafts are named NAME-graft-SPARSITY")
     base = library.base_of(src)
-    jobs = [localize_job(base, src, s, n_eval, **fields) for s in sparsities]  # checked first
+    jobs = [localize_job(base, src, s, n_eval, name, **fields) for s in sparsities]  # checked
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, \
             ui.bar(f"localize {src.ref} ({ex.name} × {ex.workers})", len(jobs)) as step:
@@ -127,6 +102,8 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
                        "relative_gain": {k: sub[k]["relative_gain"]["exact_match"]
                                          for k in ("learned", "top_delta", "random")},
                        "seconds": m["seconds"]})
+    if len(sparsities) == 1 and grafts:
+        return _one_graft(library.get(grafts[0]["ref"]), grafts[0]["new"], as_json)
     if as_json:
         emit({"source": src.ref, "executor": ex_name, "workers": ex_workers,
               "grafts": grafts, "failed": failed})
@@ -147,6 +124,26 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
             out.print(f"failed {f['label']}: {f['error']}")
     if failed:
         raise typer.Exit(1)
+
+
+def _one_graft(stored, new: bool, as_json: bool) -> None:
+    """One graft: its manifest (``--json``), or its subjects against the base and skill."""
+    if as_json:
+        return emit(dict(stored.manifest(), new=new))
+    m = stored.metrics["localization"]
+    how = "stored" if new else "re-used (same recipe)"
+    out.print(f"{how} {stored.ref} (sparse): {m['size']} of {m['n_eligible']} eligible "
+              f"parameters ({m['fraction']:.3%}), {m['seconds']} s")
+    rows = []
+    for label in ("base", "skill", "learned", "top_delta", "random"):
+        r = m["subjects"][label]
+        gain = r.get("relative_gain", {}).get("exact_match")
+        shown = "-" if label in ("base", "skill") else ("n/a" if gain is None else gain)
+        rows.append([label, r.get("size", "-"), r["exact_match"], shown, r["mean_logprob"],
+                     r["token_ece"]])
+    table(f"{m['task']}: {m['n_eval']} held-out inputs",
+          ["subject", "size", "exact match", "relative gain", "mean target log-prob",
+           "token ECE"], rows)
 
 
 @app.command("overlap", rich_help_panel=PANEL)

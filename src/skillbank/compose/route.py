@@ -63,6 +63,25 @@ class RouterRecipe:
                           weight_decay=self.weight_decay, grad_clip=self.grad_clip)
 
 
+@torch.no_grad()
+def prompt_contexts(model: RoutedModel, tokenizer, examples, chunk: int = 256
+                    ) -> dict[str, torch.Tensor]:
+    """``{prompt: context}`` for every distinct prompt, from prompt-only passes of the base
+    (right-padded ``<s> + prompt``: the same states the full sequence has at those tokens)."""
+    prompts = sorted({ex.prompt for ex in examples})
+    out = {}
+    for i in range(0, len(prompts), chunk):
+        part = prompts[i: i + chunk]
+        ids = tokenizer(part, add_special_tokens=False)["input_ids"]
+        seqs = [[tokenizer.bos_token_id, *p] for p in ids]
+        width = max(map(len, seqs))
+        input_ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        ctx = model.context(input_ids, mask, mask.bool())
+        out.update(zip(part, ctx, strict=True))
+    return out
+
+
 def train_router(name: str, base: Base, members: Sequence[Skill], recipe: RouterRecipe,
                  progress=None) -> Skill:
     """Train only the router on an even mixture of the recipe's tasks; a ``router`` skill."""
@@ -76,9 +95,15 @@ def train_router(name: str, base: Base, members: Sequence[Skill], recipe: Router
     tokenizer = base.load_tokenizer()
     pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train")
              for t in recipe.tasks}
+    contexts = prompt_contexts(model, tokenizer, [ex for p in pools.values() for ex in p])
+
+    def batch(tok, examples):  # the frozen base's context of each prompt, computed once
+        return {**training_batch(tok, examples),
+                "context": torch.stack([contexts[ex.prompt] for ex in examples])}
+
     log = train(model, dict(model.router.named_parameters()),
                 Sampler(pools, recipe.batch_size, recipe.seed), tokenizer, recipe.loop(),
-                progress=progress)
+                progress=progress, make_batch=batch)
     with torch.no_grad():  # mean α per task: what the router learned to pick
         mean_alpha = {}
         for t in recipe.tasks:

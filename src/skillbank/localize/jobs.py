@@ -12,7 +12,7 @@ from typing import Any
 from ..base import Base
 from ..library import Library
 from ..run import Job, register
-from ..skill import Skill, SkillError
+from ..skill import Skill, SkillError, check_name
 from .ops import GraftRecipe, localize
 
 
@@ -39,10 +39,11 @@ def find_graft(lib: Library, base: Base, source: str, recipe: GraftRecipe, n_eva
 
 
 def ensure_graft(lib: Library, base: Base, skill: Skill, recipe: GraftRecipe, n_eval: int,
-                 progress=None) -> tuple[Skill, bool]:
+                 progress=None, name: str | None = None) -> tuple[Skill, bool]:
     """``(graft, made now)``: the stored graft of ``skill`` made by exactly ``recipe`` and
-    ``n_eval``, or a new one localized and stored now (``progress(step, loss)``)."""
-    name = graft_name(skill, recipe.sparsity)
+    ``n_eval`` (named ``name``, default :func:`graft_name`), or a new one localized and
+    stored now (``progress(step, loss)``)."""
+    name = name or graft_name(skill, recipe.sparsity)
     ref = find_graft(lib, base, skill.ref, recipe, n_eval, name)
     if ref:
         return lib.get(ref), False
@@ -69,27 +70,29 @@ def graft_recipe(skill: Skill, sparsity: float, **given: Any) -> GraftRecipe:
 
 
 def localize_job(base: Base, skill: Skill, sparsity: float, n_eval: int = 200,
-                 **given: Any) -> Job:
-    """The job grafting ``skill`` at ``sparsity`` on ``base`` (recipe: :func:`graft_recipe`)."""
+                 name: str | None = None, **given: Any) -> Job:
+    """The job grafting ``skill`` at ``sparsity`` on ``base`` (recipe: :func:`graft_recipe`),
+    stored as ``name`` (default :func:`graft_name`)."""
     recipe = graft_recipe(skill, sparsity, **given)
     if int(n_eval) < 1:
         raise SkillError(f"localize {skill.ref}: n_eval must be ≥ 1")
+    name = check_name(name or graft_name(skill, recipe.sparsity), "graft name")
     return LOCALIZE.job({"source": skill.ref, "base": base.name, "recipe": asdict(recipe),
-                         "n_eval": int(n_eval)},
-                        f"localize {graft_name(skill, recipe.sparsity)}")
+                         "n_eval": int(n_eval), "name": name}, f"localize {name}")
 
 
 def _stored(lib: Library, spec: dict) -> dict | None:
     base, skill = lib.base(spec["base"]), lib.get(spec["source"])
     recipe = GraftRecipe(**spec["recipe"])
     ref = find_graft(lib, base, skill.ref, recipe, int(spec["n_eval"]),
-                     graft_name(skill, recipe.sparsity))
+                     spec.get("name") or graft_name(skill, recipe.sparsity))
     return {"ref": ref, "new": False} if ref else None
 
 
 def _run(worker, lib: Library, spec: dict) -> dict:
     g, new = ensure_graft(lib, lib.base(spec["base"]), lib.get(spec["source"]),
-                          GraftRecipe(**spec["recipe"]), int(spec["n_eval"]))
+                          GraftRecipe(**spec["recipe"]), int(spec["n_eval"]),
+                          name=spec.get("name"))
     m = g.metrics["localization"]
     return {"ref": g.ref, "new": new, "size": m["size"], "fraction": m["fraction"],
             "relative_gain": m["relative_gain"]}

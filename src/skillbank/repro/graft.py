@@ -76,6 +76,13 @@ def graft_figures(g: Skill) -> dict[str, Any]:
     }
 
 
+def localization_jobs(base, skills, seed: int, n_eval: int = 200, steps: int | None = None):
+    """The demo's grafts: one ``localize`` job per skill at 1% (``steps`` overrides the
+    mask-training steps)."""
+    extra = {} if steps is None else {"steps": steps}
+    return [localize_job(base, s, 1e-2, n_eval, seed=seed, **extra) for s in skills]
+
+
 def localization_section(lib: Library, base, skills, tasks, out_dir: Path, ui, seed: int,
                          n_eval: int = 200, steps: int | None = None, executor=None,
                          ) -> tuple[dict, list[Section]]:
@@ -84,8 +91,7 @@ def localization_section(lib: Library, base, skills, tasks, out_dir: Path, ui, s
     recipe), its gains and ECE, and the overlap of the grafts.
 
     ``steps`` overrides the mask-training steps (the demo's tiny test configuration)."""
-    extra = {} if steps is None else {"steps": steps}
-    jobs = [localize_job(base, s, 1e-2, n_eval, seed=seed, **extra) for s in skills]
+    jobs = localization_jobs(base, skills, seed, n_eval, steps)
     with (get_executor() if executor is None else nullcontext(executor)) as ex, \
             ui.bar(f"grafts ({ex.name} × {ex.workers})", len(jobs)) as step:
         done = ensure(ex, lib, jobs, lambda d, _t: step(d, None), what="localize")

@@ -116,6 +116,10 @@ class Executor:
     def _run(self, home: str, probe: str, jobs: list[Job], on_result: OnResult) -> list[JobResult]:
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Get the workers ready ahead of the first jobs (a no-op where there is nothing to
+        start); the caller goes on meanwhile."""
+
     def close(self) -> None:
         pass
 

@@ -22,7 +22,17 @@ _worker: Worker | None = None  # the pool process's worker
 
 def _init(threads: int) -> None:
     global _worker
+    import warnings
+
+    # libraries' deprecation chatter (transformers, PEFT) would interleave with the driver's
+    # progress bars; the driver decides what the user sees
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)
     _worker = Worker(threads)
+
+
+def _noop() -> None:
+    pass
 
 
 def _pool_run(target: str, spec: dict) -> dict:
@@ -38,6 +48,17 @@ class LocalExecutor(Executor):
         self.worker = Worker(threads) if self.workers == 1 else None
         self.pool: ProcessPoolExecutor | None = None
 
+    def start(self) -> None:
+        """Spawn the pool's processes now (they import torch while the caller works on)."""
+        if self.worker is None and self.pool is None:
+            self.pool = self._new_pool()
+            for _ in range(self.workers):
+                self.pool.submit(_noop)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init, initargs=(self.threads or 1,))
+
     def _run(self, home: str, probe: str, jobs: list[Job], on_result: OnResult) -> list[JobResult]:
         state = Attempts(jobs, on_result)
         if self.worker is not None:
@@ -51,9 +72,7 @@ class LocalExecutor(Executor):
         running: dict[Future, tuple[int, ProcessPoolExecutor]] = {}
         while state.queue or running:
             if self.pool is None:
-                self.pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init, initargs=(self.threads or 1,))
+                self.pool = self._new_pool()
             while state.queue and len(running) < self.workers:
                 i = state.next()
                 spec = job_spec(jobs[i], home, probe)
