@@ -3,7 +3,7 @@ and on Ray, and what the Ray path costs per job.
 
 What it measures. One sweep of evaluation jobs (subjects × tasks × seeds, ≥ 100 jobs,
 each ``evaluate_model`` on ``--n`` held-out examples of one task, its row stored with
-``Library.add_result``) run by ``run.sweep.run_sweep`` on
+``Library.add_result``) run by ``sweep.run_sweep`` on
 
 * **local**: in this process, one worker (the default executor);
 * **local-pool**: ``--workers`` spawned processes on this machine;
@@ -13,7 +13,7 @@ each ``evaluate_model`` on ``--n`` held-out examples of one task, its row stored
 each into a fresh copy of the library (so nothing is skipped as already done), timed from
 the first job to the last. Worker start-up (process spawn / ``ray.init`` + actors importing
 torch) is timed separately and reported, not counted in jobs/s. **Overhead per job** of
-the Ray path is the mean wall time of a no-op job (``run.jobs`` kind that returns its
+the Ray path is the mean wall time of a no-op job (a ``module:function`` kind that returns its
 input) on Ray minus the same in-process, over ``--noop`` jobs: scheduling, serialising the
 spec and result, and the library's per-job home check.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,31 @@ def test_errors_exit_2_real_process(home_with_skill):
     for case, proc in zip(cases, procs, strict=True):
         stdout, stderr = proc.communicate(timeout=60)
         check_error(proc.returncode, stdout, stderr, ERRORS[case][1])
+
+
+@pytest.mark.parametrize("raised, message", [
+    (PermissionError(13, "Permission denied", "/lib/home/catalog.sqlite"),
+     "error: Permission denied: /lib/home/catalog.sqlite"),
+    (sqlite3.DatabaseError("file is not a database"),
+     "error: the library catalog cannot be used (file is not a database); run `skillbank verify`"),
+])
+def test_os_and_sqlite_errors_are_one_line(raised, message, home_with_skill, capsys, monkeypatch):
+    from skillbank.cli import main
+
+    def broken(*_args, **_kwargs):
+        raise raised
+
+    monkeypatch.setattr("skillbank.library.Library.list", broken)
+    monkeypatch.setattr(sys, "argv", ["skillbank", "--home", str(home_with_skill), "list"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    captured = capsys.readouterr()
+    check_error(e.value.code, captured.out, captured.err, message)
+
+
+def test_json_never_prints_nan(capsys):
+    from skillbank.cli.core import emit
+
+    emit({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": 0.5})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None], "c": {"d": None},
+                                                   "e": 0.5}

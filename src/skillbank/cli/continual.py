@@ -1,6 +1,6 @@
 """``skillbank continual``: learn tasks in sequence with one or several strategies; print R
-and the metrics. Several strategies (or --executor / --address / --workers) run one
-``continual`` job each (``continual.jobs.CONTINUAL``) on an executor."""
+and the metrics. Each strategy is one ``continual`` job (``continual.jobs.CONTINUAL``) on
+an executor (in this process by default)."""
 
 from __future__ import annotations
 
@@ -71,12 +71,10 @@ def continual_cmd(
     Fills R[t][i] (accuracy on task i after task t) and reports ACC, BWT, FWT, forgetting
     (avalanche and Chaudhry) and, with --joint, intransigence.
 
-    With several strategies, or --executor / --address / --workers, each strategy's whole
-    sequence is one job (as in `skillbank sweep`); the joint reference (--joint) is trained
-    once, in this process, and shared by every job."""
-    from ..continual.strategies import ContinualConfig, joint_reference, run_continual
-    from ..report.html import write_report
-    from ..repro.continual import continual_sections
+    Each strategy's whole sequence is one job (as in `skillbank sweep`; in this process
+    unless --executor / --address / --workers say otherwise); the joint reference (--joint)
+    is trained once, in this process, and shared by every job."""
+    from ..continual.strategies import ContinualConfig, joint_reference
 
     strategies = list(dict.fromkeys(csv_list(strategy)))
     cfg = ContinualConfig(
@@ -106,32 +104,8 @@ def continual_cmd(
     b_ = _base(library, base)
     ui = Ui(as_json)
     a_star = joint_reference(library, b_, cfg, ui) if joint else None
-    if len(strategies) > 1 or executor or address or workers:
-        return _continual_jobs(library, b_, cfg, strategies, a_star, out_dir, executor,
-                               address, workers, as_json)
-    strategy = strategies[0]
-    run = run_continual(library, b_, cfg, ui, joint=a_star)
-    report_dir = out_dir or Path("skillbank-continual") / strategy
-    report = write_report(
-        report_dir, f"skillbank continual {strategy}", continual_sections(report_dir, [run])
-    )
-    result = {
-        "strategy": strategy,
-        "tasks": cfg.tasks,
-        "R": run.R,
-        "R_stderr": run.R_stderr,
-        "b": run.b,
-        "joint": a_star,
-        "metrics": run.metrics,
-        "skills": run.skills,
-        "extra": run.extra,
-        "curves": run.curves,
-        "report": str(report),
-    }
-    if as_json:
-        return emit(result)
-    print_run(run)
-    out.print(f"report: {report}")
+    _continual_jobs(library, b_, cfg, strategies, a_star, out_dir, executor, address, workers,
+                    as_json)
 
 
 def _continual_jobs(library, base, cfg, strategies: list[str], a_star, out_dir,
@@ -162,7 +136,13 @@ def _continual_jobs(library, base, cfg, strategies: list[str], a_star, out_dir,
         report_dir = out_dir or Path("skillbank-continual") / "-".join(strategies)
         report = str(write_report(report_dir, f"skillbank continual {', '.join(strategies)}",
                                   continual_sections(report_dir, runs)))
-    if as_json:
+    if as_json and len(strategies) == 1 and runs:
+        (run,) = runs
+        emit({"strategy": strategies[0], "tasks": cfg.tasks, "R": run.R,
+              "R_stderr": run.R_stderr, "b": run.b, "joint": a_star, "metrics": run.metrics,
+              "skills": run.skills, "extra": run.extra, "curves": run.curves,
+              "report": report, "executor": ex_name, "workers": ex_workers})
+    elif as_json:
         emit({"strategies": strategies, "tasks": cfg.tasks, "joint": a_star,
               "executor": ex_name, "workers": ex_workers,
               "runs": {run.config["strategy"]: {

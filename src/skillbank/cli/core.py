@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,8 +43,20 @@ def lib() -> Library:
     return Library.open(_state["home"] or default_home())
 
 
+def _finite(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: JSON has no NaN."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
 def emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(json.dumps(_finite(data), indent=2, sort_keys=True, default=str,
+                                allow_nan=False) + "\n")
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -121,6 +135,15 @@ def main() -> None:
         app()
     except (SkillError, LibraryError, ValueError, FileNotFoundError) as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:  # a read-only or full disk, a missing directory: one line, no trace
+        where = f": {e.filename}" if e.filename else ""
+        err.print(f"error: {e.strerror or e}{where}", markup=False, highlight=False,
+                  soft_wrap=True)
+        sys.exit(2)
+    except sqlite3.Error as e:
+        err.print(f"error: the library catalog cannot be used ({e}); run `skillbank verify`",
+                  markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
