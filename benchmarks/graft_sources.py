@@ -49,12 +49,12 @@ from skillbank.acquire.data import Sampler  # noqa: E402
 from skillbank.acquire.loop import LoopConfig, train  # noqa: E402
 from skillbank.acquire.lora import LoraRecipe, lora_config, lora_tensors  # noqa: E402
 from skillbank.acquire.pretrain import BaseRecipe  # noqa: E402
-from skillbank.standard import DemoConfig, demo_skills  # noqa: E402
 from skillbank.library import Library  # noqa: E402
 from skillbank.localize import graft  # noqa: E402
 from skillbank.localize.ops import GraftRecipe, localize  # noqa: E402
 from skillbank.run import QuietUi  # noqa: E402
 from skillbank.skill import Skill  # noqa: E402
+from skillbank.standard import DemoConfig, demo_skills  # noqa: E402
 from skillbank.worlds import get_world  # noqa: E402
 
 TASKS = "rot,shift,dedup,drop,swap,dup"

@@ -6,7 +6,7 @@ What it measures, in one process on the same base, candidates and target task:
   with all four estimators (LogME, TMI, LEEP, H-score): load base + candidate, one
   teacher-forced forward pass over ``--n`` target training inputs, then the estimators;
   reported as wall seconds in total, for feature extraction and per estimator;
-* **verification**: ``transfer.rank.verify``: train the target skill from each candidate's
+* **verification**: ``transfer.jobs.verify_on`` (in this process): train the target skill from each candidate's
   LoRA for ``--steps`` steps and evaluate held-out exact match (``--n-eval``); the seconds
   of the candidate runs (train + eval), the from-scratch baseline reported apart.
 
@@ -40,7 +40,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from skillbank.library import Library  # noqa: E402
-from skillbank.transfer.rank import compare, score_candidates, verify  # noqa: E402
+from skillbank.run import get_executor  # noqa: E402
+from skillbank.transfer.jobs import verify_on  # noqa: E402
+from skillbank.transfer.rank import compare, score_candidates  # noqa: E402
 
 DEMO = "strings-rot,strings-shift,strings-dedup,strings-drop,strings-swap,strings-dup"
 
@@ -69,7 +71,9 @@ def main() -> None:
     scored = score_candidates(base, skills, args.world, args.target, n=args.n)
     score_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    verified = verify(base, skills, args.world, args.target, args.steps, n_eval=args.n_eval)
+    with get_executor() as ex:  # in this process, one fine-tune after another
+        verified = verify_on(ex, lib.home, base, skills, args.world, args.target, args.steps,
+                             n_eval=args.n_eval)
     verify_wall = time.perf_counter() - t0
     cand = {k: v for k, v in verified.items() if k != "scratch"}
     verify_s = sum(v["train_seconds"] + v["eval_seconds"] for v in cand.values())

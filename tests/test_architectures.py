@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaForCausalLM)
+from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from skillbank.acquire.data import char_tokenizer, training_batch
 from skillbank.acquire.lora import LoraRecipe, train_lora

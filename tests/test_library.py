@@ -416,3 +416,11 @@ def test_re_adding_an_intact_copy_heals_a_damaged_base_and_keeps_its_record(home
         assert lib.verify() == [] and healed.meta["recipe"] == {"method": "pretrain"}
         assert healed.meta["arch"]["blocks"] == "model.layers"
         healed.load_model()
+
+
+def test_verify_records_the_files_of_a_base_registered_before_they_were(home, tiny_llama_dir):
+    with Library.open(home) as lib:
+        base = lib.add_base("tiny", tiny_llama_dir)
+        lib._record_files(base.fingerprint, None)  # as a library made by an older skillbank
+        assert lib.base("tiny").files == {}
+        assert lib.verify() == [] and lib.base("tiny").files == base.files

@@ -143,6 +143,8 @@ class BaseStore:
                 try:
                     if fingerprint(b.path) != b.fingerprint:
                         found = ["weights differ from the recorded fingerprint"]
+                    elif not b.files:  # registered before files were recorded: adopt them
+                        self._record_files(b.fingerprint, b.path)
                 except (OSError, ValueError) as e:
                     found = [f"cannot be fingerprinted ({str(e).splitlines()[0]})"]
             out += [{"what": what, "problem": p} for p in found]

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from skillbank.acquire.loop import LoopConfig, train
+from skillbank.acquire.lora import train_lora
+from skillbank.acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
+from skillbank.cli.core import Ui
 from skillbank.continual.strategies import (
     ContinualConfig,
     ReplaySampler,
     balanced_buffer,
     run_continual,
 )
-from skillbank.acquire.loop import LoopConfig, train
-from skillbank.acquire.lora import train_lora
-from skillbank.acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
-from skillbank.cli.core import Ui
 from skillbank.skill import SkillError
 from tinyskills import tiny_strings_library
 

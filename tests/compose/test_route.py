@@ -9,10 +9,10 @@ from skillbank.compose.ops import MergeSpec, merge_skills
 from skillbank.compose.route import (
     RoutedModel,
     Router,
+    RouterRecipe,
     distil_weights,
     load_routed,
     member_factors,
-    RouterRecipe,
     train_router,
 )
 from skillbank.evaluate.suites import eval_matrix

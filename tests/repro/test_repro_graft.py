@@ -9,10 +9,10 @@ import pytest
 from repro_helpers import SCHEMA, quick_run
 
 from skillbank.cli.core import Ui
-from skillbank.standard import demo_skills
 from skillbank.library import Library
 from skillbank.repro import graft as rg
 from skillbank.repro import run_repro
+from skillbank.standard import demo_skills
 
 
 @pytest.fixture(scope="module")

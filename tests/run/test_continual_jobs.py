@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from skillbank.continual.jobs import CONTINUAL
-from skillbank.continual.strategies import ContinualConfig, run_continual
 from skillbank.cli import app
 from skillbank.cli.core import Ui
+from skillbank.continual.jobs import CONTINUAL
+from skillbank.continual.strategies import ContinualConfig, run_continual
 from skillbank.library import Library
 from skillbank.run import Job, get_executor
 from tinyskills import tiny_strings_library

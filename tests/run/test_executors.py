@@ -14,8 +14,8 @@ from run_helpers import make_home, small_sweep
 from skillbank.library import Library
 from skillbank.run import MAX_ATTEMPTS, Job, get_executor
 from skillbank.run.worker import HomeNotShared, check_home
-from skillbank.sweep import Plan, run_sweep
 from skillbank.skill import SkillError
+from skillbank.sweep import Plan, run_sweep
 
 HERE = Path(__file__).parent
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'skillbank[ray]'")

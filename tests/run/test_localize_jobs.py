@@ -11,8 +11,8 @@ from run_helpers import small_sweep
 from typer.testing import CliRunner
 
 from skillbank.cli import app
-from skillbank.localize.ops import localize
 from skillbank.localize.jobs import recipe_for
+from skillbank.localize.ops import localize
 from skillbank.run import get_executor
 from skillbank.sweep import Plan, run_sweep
 

@@ -16,8 +16,10 @@ from skillbank.acquire.lora import LoraRecipe, train_lora
 from skillbank.acquire.pretrain import BaseRecipe, ensure_base
 from skillbank.cli import app
 from skillbank.library import Library
+from skillbank.run import get_executor
 from skillbank.skill import SkillError
-from skillbank.transfer.rank import agreement, ranked, score_candidates, target_features, verify
+from skillbank.transfer.jobs import verify_on
+from skillbank.transfer.rank import agreement, ranked, score_candidates, target_features
 from skillbank.worlds import get_world
 
 
@@ -106,14 +108,15 @@ def test_train_lora_init_from_a_skill(tiny):
 
 
 def test_verify_reports_every_candidate_and_scratch(tiny):
-    _, _, base, skills = tiny
+    home, _, base, skills = tiny
     seen = []
-    res = verify(base, skills[:2], "strings", "rot+shift", steps=2, n_eval=4,
-                 progress=lambda subj, step, loss: seen.append(subj))
+    with get_executor() as ex:
+        res = verify_on(ex, home, base, skills[:2], "strings", "rot+shift", steps=2,
+                        n_eval=4, progress=lambda done, total: seen.append((done, total)))
     assert set(res) == {skills[0].ref, skills[1].ref, "scratch"}
     for row in res.values():
         assert 0.0 <= row["exact_match"] <= 1.0 and row["train_seconds"] > 0
-    assert seen.count("scratch") == 2
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_cli_transfer_json(tiny):

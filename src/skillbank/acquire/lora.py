@@ -93,7 +93,7 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
 
     ``init`` (optional): start A and B from an existing LoRA skill's tensors (same rank and
     target modules, keys as :func:`lora_tensors` writes them) instead of PEFT's A random,
-    B = 0, i.e. fine-tune from that skill (``transfer.rank.verify``). The skill's recipe
+    B = 0, i.e. fine-tune from that skill (``transfer.jobs.verify_on``). The skill's recipe
     then records ``init`` (the sha256 of those tensors) beside the LoraRecipe fields."""
     from peft import LoraConfig, get_peft_model
 

@@ -31,9 +31,13 @@ def verify_on(executor, home, base: Base, skills: Sequence[Skill], world_name: s
               steps: int, n_eval: int = 200, seed: int = 0, lr: float = 5e-3,
               batch_size: int = 64, world_args: dict | None = None, scratch: bool = True,
               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """``rank.verify`` as one ``verify`` job per run on ``executor`` (``skillbank.run``),
-    each naming the base and the candidate by id in the library at ``home``: the same
-    result. ``progress(done, total)`` after every job; a failed job is a SkillError."""
+    """Fine-tune ``task`` from each candidate (and from scratch with the first one's rank,
+    alpha and modules), the same recipe and budget each, as one ``verify`` job per run on
+    ``executor`` (``skillbank.run``), each naming the base and the candidate by id in the
+    library at ``home``; nothing is stored. ``{subject: {"exact_match", "token_accuracy",
+    "mean_logprob", "train_seconds", "eval_seconds", "final_loss"}}`` with subjects the
+    candidate refs and "scratch". ``progress(done, total)`` after every job; a failed job is
+    a SkillError."""
     check_verify(skills)
     runs = verify_runs(skills, scratch)
     jobs = [VERIFY.job({"base": base.name, "source": src.ref, "scratch": subject == "scratch",

@@ -10,13 +10,12 @@ candidate would write next"). ``positions="first"`` keeps only the position befo
 first answer token (one row per example). The base alone is scored too, as "base".
 
 Scores: each estimator of :mod:`.estimators` on those rows; higher = better start.
-Verification (:func:`verify`): train the target skill with the same recipe and budget from
+Verification (``transfer.jobs.verify_on``, one :func:`verify_run` per candidate): train the target skill with the same recipe and budget from
 each candidate's LoRA tensors (``train_lora(init=...)``) and from PEFT's fresh init
 ("scratch"), evaluate exact match on held-out inputs, and compare the score order with the
 accuracy order by Kendall's τ-b, weighted τ (``scipy.stats.weightedtau``) and top-1 hit.
-``transfer.jobs.verify_on`` runs the same fine-tunes as one ``verify`` job each on an
-executor (``skillbank.run``), naming the base and candidates by id; each job calls
-:func:`verify_run`.
+The fine-tunes are ``verify`` jobs on an executor (``skillbank.run``, in this process by
+default), naming the base and candidates by id.
 """
 
 from __future__ import annotations
@@ -144,31 +143,6 @@ def agreement(scores: Sequence[float], accuracies: Sequence[float]) -> dict[str,
             "n": int(len(s))}
 
 
-def verify(base: Base, skills: Sequence[Skill], world_name: str, task: str, steps: int,
-           n_eval: int = 200, seed: int = 0, lr: float = 5e-3, batch_size: int = 64,
-           world_args: dict | None = None, scratch: bool = True,
-           progress: Callable[[str, int, float | None], None] | None = None) -> dict[str, Any]:
-    """Fine-tune the target task from each candidate (and from scratch), same budget.
-
-    Every run is ``LoraRecipe(task, steps, lr, batch_size, seed)`` with the candidate's own
-    rank, alpha and target modules (scratch: the first candidate's), started from the
-    candidate's A/B tensors; nothing is stored in the library. Returns
-    ``{subject: {"exact_match", "token_accuracy", "mean_logprob", "train_seconds",
-    "eval_seconds"}}`` with subjects the candidate refs and "scratch". ``progress(subject,
-    step, loss)`` is called every training step."""
-    from ..worlds import get_world
-
-    check_verify(skills)
-    world = get_world(world_name, **(world_args or {}))
-    tokenizer = base.load_tokenizer()
-    out: dict[str, dict[str, float]] = {}
-    for subject, src in verify_runs(skills, scratch):
-        step_cb = (lambda st, loss, _s=subject: progress(_s, st, loss)) if progress else None
-        out[subject] = verify_run(base, src, subject == "scratch", world, tokenizer, world_name,
-                                  task, steps, n_eval, seed, lr, batch_size, world_args, step_cb)
-    return out
-
-
 def check_verify(skills: Sequence[Skill]) -> None:
     for s in skills:
         if s.kind != "lora":
@@ -186,7 +160,7 @@ def verify_run(base: Base, src: Skill, from_scratch: bool, world, tokenizer, wor
                task: str, steps: int, n_eval: int, seed: int, lr: float, batch_size: int,
                world_args: dict | None,
                progress: Callable[[int, float | None], None] | None = None) -> dict[str, float]:
-    """One run of :func:`verify`: fine-tune ``task`` from ``src``'s LoRA tensors (or PEFT's
+    """One verification run: fine-tune ``task`` from ``src``'s LoRA tensors (or PEFT's
     fresh init with ``src``'s rank, alpha and modules) and evaluate it; nothing is stored."""
     from ..acquire.lora import LoraRecipe, train_lora
     from ..evaluate.suites import evaluate_model
