@@ -44,7 +44,8 @@ from pathlib import Path
 
 import torch
 
-from ..acquire.lora import LoraRecipe, train_lora
+from ..acquire.jobs import train_job
+from ..acquire.lora import LoraRecipe
 from ..acquire.pretrain import BaseRecipe, ensure_base, find_base
 from ..compose.logits import upscale_eval
 from ..evaluate.skillmix import (
@@ -58,6 +59,7 @@ from ..evaluate.skillmix import (
 from ..library import Library
 from ..report.html import Section
 from ..report.plots import curves
+from ..run import ensure, get_executor
 from ..standard import DemoConfig, demo_skills
 from ..worlds import get_world
 from . import Outcome
@@ -100,12 +102,11 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
 
     recipe = LoraRecipe(world=world_name, task=",".join(train_tasks), alpha=2 * chain_hp["rank"],
                         seed=seed, **chain_hp)
-    ref = lib.find(CHAIN_SKILL, base.fingerprint, recipe.as_dict())
-    chain_skill = lib.get(ref) if ref else None
-    if chain_skill is None:
-        with ui.bar(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", recipe.steps) as step:
-            chain_skill = lib.add(train_lora(CHAIN_SKILL, base, recipe, lib.home / "checkpoints",
-                                             progress=step))
+    with ui.bar(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as step, \
+            get_executor() as ex:  # found by recipe, or trained here as a ``train`` job
+        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)],
+                         lambda d, _t: step(d, None), what="training")
+    chain_skill = lib.get(done.result["ref"])
     tok = base.load_tokenizer()
     one_shot = {"base": OneShot(base.load_model(), tok),
                 "trained_k2": OneShot(base.load_model([chain_skill]), tok)}
