@@ -99,3 +99,27 @@ def test_distil_weights_average_alpha():
 
     r = Skill("r", "router", "fp", {}, metrics={"mean_alpha": {"a": [1.0, 0.0], "b": [0.2, 0.8]}})
     assert distil_weights(r) == pytest.approx([0.6, 0.4])
+
+
+def test_prompt_only_context_equals_the_full_sequence_context(setup):
+    """train_router looks the context up from prompt-only passes: the same states the full
+    (prompt + answer) sequence has at the prompt's tokens, for a causal base."""
+    from skillbank.compose.route import prompt_contexts
+
+    _, base, members, tok = setup
+    routed = RoutedModel(base.load_model(), members, Router(base.load_model().config.hidden_size, 2))
+    examples = get_world("strings").examples("rot", 6, seed=3)
+    b = training_batch(tok, examples)
+    prompt = b["attention_mask"].bool() & (b["labels"] == -100)
+    full = routed.context(b["input_ids"], b["attention_mask"], prompt)
+    cached = prompt_contexts(routed, tok, examples, chunk=4)  # two chunks, other paddings
+    assert torch.allclose(torch.stack([cached[ex.prompt] for ex in examples]), full, atol=1e-5)
+    # and a mixed alpha adds exactly Σ_i α_i ΔW_i x (members side by side in one GEMM)
+    alpha = torch.tensor([[0.3, -1.2]] * 6)
+    routed._alpha = alpha
+    got = routed.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    routed._alpha = None
+    mixed = merge_skills("mix", members, MergeSpec("linear", weights=[0.3, -1.2]))
+    want = base.load_model([mixed])(input_ids=b["input_ids"],
+                                    attention_mask=b["attention_mask"]).logits
+    assert torch.allclose(got, want, atol=1e-4)
