@@ -41,6 +41,7 @@ from .acquire.lora import LoraRecipe
 from .compose.jobs import compose_job
 from .compose.ops import MergeSpec
 from .evaluate.jobs import eval_job
+from .fields import build
 from .library import Library, LibraryError
 from .localize.jobs import localize_job
 from .localize.ops import GraftRecipe
@@ -74,18 +75,6 @@ def _entries(config: dict, section: str) -> list[dict]:
     if not isinstance(items, list) or not all(isinstance(x, dict) and "name" in x for x in items):
         raise SkillError(f"sweep `{section}` is a list of mappings, each with a `name`")
     return items
-
-
-def _build(cls, what: str, kwargs: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise SkillError(f"{what}: unknown field(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise SkillError(f"{what}: {e}") from None
 
 
 LOCALIZE_KEYS = {"skill", "sparsity", "n_eval"}  # besides the fields of GraftRecipe
@@ -156,7 +145,7 @@ class Plan:
             rest = {k: v for k, v in x.items() if k not in LOCALIZE_KEYS}
             for sp in sparsities:  # every value checked before any job runs
                 try:
-                    _build(GraftRecipe, what, {**rest, "sparsity": sp}).check()
+                    build(GraftRecipe, what, {**rest, "sparsity": sp}).check()
                 except TypeError as e:
                     raise SkillError(f"{what}: {e}") from None
             entries.append({"skill": str(x["skill"]), "sparsity": sparsities,
@@ -167,7 +156,7 @@ class Plan:
         kw = {k: v for k, v in entry.items() if k != "name"}
         kw.setdefault("world", self.world)
         kw.setdefault("world_args", self.world_args)
-        recipe = _build(LoraRecipe, f"train {entry['name']}", kw)
+        recipe = build(LoraRecipe, f"train {entry['name']}", kw)
         return {"name": str(entry["name"]), "base": self.base.name, "recipe": asdict(recipe)}
 
     def train(self) -> tuple[list[Job], list[JobResult]]:
@@ -195,7 +184,7 @@ class Plan:
         for entry in self.compose_entries:
             name = str(entry["name"])
             kw = {k: v for k, v in entry.items() if k not in ("name", "from")}
-            merge = _build(MergeSpec, f"compose {name}", kw)
+            merge = build(MergeSpec, f"compose {name}", kw)
             try:
                 members = [self._ref(m) for m in entry.get("from") or []]
             except LibraryError as e:

@@ -6,10 +6,11 @@ the same graft when its recipe (source ref included) and held-out size ``n_eval`
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from ..base import Base
+from ..fields import build
 from ..library import Library
 from ..run import Job, register
 from ..skill import Skill, SkillError, check_name
@@ -54,15 +55,10 @@ def graft_recipe(skill: Skill, sparsity: float, **given: Any) -> GraftRecipe:
     """``recipe_for(skill, sparsity)`` with ``given`` (any other ``GraftRecipe`` field) on
     top; a one-line SkillError for an unknown field or a bad value."""
     what = f"localize {skill.ref}"
-    known = {f.name for f in fields(GraftRecipe)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise SkillError(f"{what}: unknown field(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
+    build(GraftRecipe, what, given)  # unknown fields first, named
+    start = recipe_for(skill, float(sparsity), int(given.get("seed", 0)))
+    recipe = build(GraftRecipe, what, {**asdict(start), **given, "sparsity": float(sparsity)})
     try:
-        recipe = GraftRecipe(**{**asdict(recipe_for(skill, float(sparsity),
-                                                    int(given.get("seed", 0)))),
-                                **given, "sparsity": float(sparsity)})
         recipe.check()
     except (TypeError, ValueError) as e:
         raise SkillError(f"{what}: {e}") from None
