@@ -1,10 +1,10 @@
-"""Continual-learning metrics against PAPERS.md §10's test vector and hand-computed cases."""
+"""Continual-learning metrics against the test vector of docs/methods.md §10 and hand-computed cases."""
 
 import pytest
 
 from skillbank.evaluate import continual as cm
 
-# PAPERS.md §10
+# docs/methods.md §10
 R = [[0.90, 0.20, 0.10], [0.95, 0.85, 0.30], [0.60, 0.75, 0.95]]
 B = [0.10, 0.15, 0.05]
 

@@ -1,4 +1,4 @@
-"""Shared by the reproduction tests: ARCHITECTURE.md's result keys and one quick run."""
+"""Shared by the reproduction tests: the reproduction JSON's keys (docs/methods.md) and one quick run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from skillbank.cli.core import Ui
 from skillbank.library import Library
 from skillbank.repro import run_repro
 
-# the JSON object of ARCHITECTURE.md, "Reproductions", written out by hand
+# the JSON object of docs/methods.md, "Reproductions", written out by hand
 SCHEMA = {"name", "paper", "claim", "figures", "holds", "seed", "wall_seconds"}
 
 

@@ -1,4 +1,4 @@
-"""`skillbank repro continual --quick`: runs in seconds, JSON schema of ARCHITECTURE.md."""
+"""`skillbank repro continual --quick`: runs in seconds, the reproduction JSON (docs/methods.md)."""
 
 import json
 

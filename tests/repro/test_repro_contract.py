@@ -1,5 +1,6 @@
-"""The reproduction contract (skillbank.repro): the JSON object of ARCHITECTURE.md, the
-report, the library record, and the CLI's one-line error for an unknown name."""
+"""The reproduction contract (skillbank.repro): the JSON object of docs/methods.md
+("Reproductions"), the report, the library record, and the CLI's one-line error for an
+unknown name."""
 
 from __future__ import annotations
 

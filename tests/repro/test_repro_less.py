@@ -1,4 +1,4 @@
-"""`skillbank repro less --quick`: the ARCHITECTURE.md JSON, the three trainings, the rule."""
+"""`skillbank repro less --quick`: the reproduction JSON (docs/methods.md, Reproductions), the three trainings, the rule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`skillbank repro skill-it --quick`: the ARCHITECTURE.md JSON, figures per method, the rule."""
+"""`skillbank repro skill-it --quick`: the reproduction JSON (docs/methods.md, Reproductions), figures per method, the rule."""
 
 from __future__ import annotations
 
