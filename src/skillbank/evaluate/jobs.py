@@ -15,8 +15,6 @@ from ..skill import canonical_json
 from ..worlds import get_world
 from .suites import evaluate_cell, result_spec
 
-_ = result_spec  # re-exported: the spec row a stored result has
-
 
 def eval_job(subject: str, base: Base, world: str, task: str, n: int, seed: int,
              world_args: dict | None = None, label: str = "") -> Job:

@@ -46,7 +46,7 @@ from ..evaluate.suites import evaluate_model
 from ..report.html import Section
 from ..report.plots import heatmap
 from ..skill import Skill
-from ..standard import ROUTER_NAME, DemoConfig, demo_router, demo_skills
+from ..standard import DemoConfig, demo_router, demo_skills
 from ..worlds import get_world
 from . import Outcome
 
@@ -57,7 +57,6 @@ PAPER = (
 CLAIM = "a routed composition of 6 skills keeps ≥ 95% normalised accuracy on every member task"
 TARGET = 0.95
 WORLD = "strings"
-_ = ROUTER_NAME  # the stored router, re-used by recipe by the demo and the repro
 
 
 @dataclass(frozen=True)

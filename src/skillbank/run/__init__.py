@@ -1,9 +1,9 @@
 """One executor interface: run many small jobs in-process, on local cores, or on Ray.
 
 A :class:`Job` is small and pure: a kind (``train``, ``compose``, ``eval``, …, each
-registered by the operation that owns it; see ``run.registry``) and a JSON-able spec that names skills and data by id. The worker that
-runs it opens the library, loads what the spec names, writes its results back through
-the library and returns a small dict. So a job ships only ids, and a sweep can stop and
+registered by the operation that owns it; see ``run.registry``) and a JSON-able spec that
+names skills and data by id. The worker that runs it opens the library, loads what the
+spec names, writes its results back through the library and returns a small dict. So a job ships only ids, and a sweep can stop and
 resume at any point: everything it made is already in the library.
 
 ``get_executor("local")`` runs jobs in this process (the default), or with
@@ -106,12 +106,7 @@ class Executor:
                 progress: Progress | None = None) -> list[JobResult]:
         """:meth:`run` for jobs that must all succeed: ``SkillError`` naming how many of the
         ``what`` jobs failed and the first one's error (after every job has run)."""
-        done = self.run(home, jobs, progress=progress)
-        failed = [r for r in done if r.status == "failed"]
-        if failed:
-            raise SkillError(f"{len(failed)} of {len(done)} {what} jobs failed; first: "
-                             f"{failed[0].job.label}: {failed[0].error}")
-        return done
+        return all_done(self.run(home, jobs, progress=progress), what)
 
     def _run(self, home: str, probe: str, jobs: list[Job], on_result: OnResult) -> list[JobResult]:
         raise NotImplementedError
@@ -132,6 +127,16 @@ class Executor:
 
 def job_spec(job: Job, home: str, probe: str) -> dict[str, Any]:
     return {**job.spec, "home": home, "probe": probe}
+
+
+def all_done(results: list[JobResult], what: str) -> list[JobResult]:
+    """``results`` if none failed, else a ``SkillError`` naming how many of the ``what``
+    jobs failed and the first one's error."""
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise SkillError(f"{len(failed)} of {len(results)} {what} jobs failed; first: "
+                         f"{failed[0].job.label}: {failed[0].error}")
+    return results
 
 
 class Attempts:
@@ -188,11 +193,7 @@ def ensure(executor: Executor, lib, jobs: Sequence[Job],
     out = [settled.get(i) for i in range(len(jobs))]
     for i, r in zip(todo, ran, strict=True):
         out[i] = r
-    failed = [r for r in out if r.status == "failed"]
-    if what is not None and failed:
-        raise SkillError(f"{len(failed)} of {len(out)} {what} jobs failed; first: "
-                         f"{failed[0].job.label}: {failed[0].error}")
-    return out
+    return out if what is None else all_done(out, what)
 
 
 def get_executor(name: str | None = None, address: str | None = None,
