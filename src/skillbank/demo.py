@@ -50,10 +50,10 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) ->
         base, skills = demo_skills(lib, cfg, ui, ex)
         t = phase("base_and_skills", t0)
         total = (len(skills) + 1) * len(cfg.tasks)
-        with ui.bar("evaluate", total) as step:
+        with ui.jobs("evaluate", total) as progress:
             matrix = eval_matrix_on(ex, lib, base, [s.ref for s in skills], cfg.base.world,
                                     list(cfg.tasks), cfg.n_eval, cfg.seed,
-                                    progress=lambda i, _: step(i, None))
+                                    progress=progress)
         t = phase("evaluation", t)
         _make_router_and_grafts(lib, base, skills, cfg, ui, ex)
         t = phase("router_and_grafts", t)
@@ -91,8 +91,8 @@ def _make_router_and_grafts(lib: Library, base: Base, skills: list[Skill], cfg: 
     jobs = ([router_job(base, skills, cfg.router_recipe())] if cfg.composition else []) \
         + (localization_jobs(base, skills, cfg.seed, cfg.n_eval, cfg.graft_steps)
            if cfg.localization else [])
-    with ui.bar(f"router and grafts ({ex.name} × {ex.workers})", len(jobs)) as step:
-        ensure(ex, lib, jobs, lambda d, _t: step(d, None), what="router and graft")
+    with ui.jobs(f"router and grafts ({ex.name} × {ex.workers})", len(jobs)) as progress:
+        ensure(ex, lib, jobs, progress, what="router and graft")
 
 
 def _summary(lib: Library, base: Base, skills: list[Skill], matrix: dict, cfg: DemoConfig

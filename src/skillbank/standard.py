@@ -10,7 +10,7 @@ Skills and routers are jobs (``acquire.jobs.TRAIN``, ``compose.jobs.ROUTE``) mad
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from .acquire.jobs import train_job
@@ -83,12 +83,6 @@ def demo_base(lib: Library, cfg: DemoConfig, ui) -> Base:
     return base
 
 
-@contextmanager
-def _bar(ui, desc: str, total: int):
-    with ui.bar(desc, total) as step:
-        yield lambda done, _total: step(done, None)
-
-
 def demo_skills(lib: Library, cfg: DemoConfig, ui, executor: Executor | None = None
                 ) -> tuple[Base, list[Skill]]:
     """The demo's base and one LoRA skill per task, each re-used by recipe or trained now
@@ -97,7 +91,7 @@ def demo_skills(lib: Library, cfg: DemoConfig, ui, executor: Executor | None = N
         ex.start()  # workers start up while the base trains here
         base = demo_base(lib, cfg, ui)
         jobs = [train_job(cfg.skill_name(t), base, cfg.skill_recipe(t)) for t in cfg.tasks]
-        with _bar(ui, f"skills ({ex.name} × {ex.workers})", len(jobs)) as progress:
+        with ui.jobs(f"skills ({ex.name} × {ex.workers})", len(jobs)) as progress:
             done = ensure(ex, lib, jobs, progress, what="training")
     skills = [lib.get(r.result["ref"]) for r in done]
     made = sum(r.status == "done" for r in done)
@@ -116,6 +110,6 @@ def demo_router(lib: Library, base: Base, skills: list[Skill], recipe: RouterRec
     job (in this process unless ``executor`` is given)."""
     job = router_job(base, skills, recipe)
     with (nullcontext(executor) if executor is not None else get_executor()) as ex, \
-            _bar(ui, "router", 1) as progress:
+            ui.jobs("router", 1) as progress:
         (done,) = ensure(ex, lib, [job], progress, what="router")
     return lib.get(done.result["ref"])

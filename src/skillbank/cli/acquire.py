@@ -136,9 +136,9 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     ui = Ui(as_json)
     total = (len(loaded) + 1) * len(task_list)
     world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
-    with ui.bar("evaluate", total) as step, get_executor(executor, address, workers) as ex:
+    with ui.jobs("evaluate", total) as progress, get_executor(executor, address, workers) as ex:
         matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
-                                n, seed, world_args, progress=lambda i, _: step(i, None))
+                                n, seed, world_args, progress=progress)
     if as_json:
         return emit(matrix)
     first = next(iter(next(iter(matrix.values())).values()))

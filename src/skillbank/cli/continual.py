@@ -121,9 +121,9 @@ def _continual_jobs(library, base, cfg, strategies: list[str], a_star, out_dir,
     jobs = [continual_job(base, replace(cfg, strategy=s), a_star) for s in strategies]
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, \
-            ui.bar(f"continual {','.join(strategies)} ({ex.name} × {ex.workers})",
-                   len(jobs)) as step:
-        done = ex.run(library.home, jobs, progress=lambda d, _t: step(d, None))
+            ui.jobs(f"continual {','.join(strategies)} ({ex.name} × {ex.workers})",
+                    len(jobs)) as progress:
+        done = ex.run(library.home, jobs, progress=progress)
         ex_name, ex_workers = ex.name, ex.workers
     runs, failed = [], []
     for s, r in zip(strategies, done, strict=True):

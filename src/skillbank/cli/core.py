@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..library import Library, LibraryError, default_home
+from ..run.worker import JobsBar
 from ..skill import SkillError
 
 app = typer.Typer(help="skillbank: a versioned library of neural-network skills.",
@@ -76,7 +77,7 @@ def fmt_size(n: int) -> str:
     return str(n)
 
 
-class Ui:
+class Ui(JobsBar):
     """Progress bars (loss and ETA) on stderr, messages on stdout; quiet under --json."""
 
     def __init__(self, quiet: bool = False):

@@ -85,8 +85,8 @@ def _localize_jobs(library, src, sparsities: list[float], n_eval: int, fields: d
     jobs = [localize_job(base, src, s, n_eval, name, **fields) for s in sparsities]  # checked
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, \
-            ui.bar(f"localize {src.ref} ({ex.name} × {ex.workers})", len(jobs)) as step:
-        done = ensure(ex, library, jobs, lambda d, _t: step(d, None))
+            ui.jobs(f"localize {src.ref} ({ex.name} × {ex.workers})", len(jobs)) as progress:
+        done = ensure(ex, library, jobs, progress)
         ex_name, ex_workers = ex.name, ex.workers
     grafts, failed = [], []
     for s, r in zip(sparsities, done, strict=True):

@@ -66,11 +66,11 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
               "rankings": scored["ranking"], "ranking": scored["ranking"][estimator]}
     if verify:
         with get_executor(executor, address, workers) as ex, \
-                ui.bar(f"verify (fine-tune from each, {ex.name} × {ex.workers})",
-                       len(skills) + 1) as step:
+                ui.jobs(f"verify (fine-tune from each, {ex.name} × {ex.workers})",
+                        len(skills) + 1) as progress:
             verified = verify_on(ex, library.home, base, skills, world, task, steps,
                                  n_eval=n_eval, seed=seed, world_args=world_args,
-                                 progress=lambda i, _: step(i, None))
+                                 progress=progress)
     if verify:
         result["verified"] = verified
         result["agreement"] = compare(scored, verified)

@@ -93,8 +93,8 @@ def localization_section(lib: Library, base, skills, tasks, out_dir: Path, ui, s
     ``steps`` overrides the mask-training steps (the demo's tiny test configuration)."""
     jobs = localization_jobs(base, skills, seed, n_eval, steps)
     with (get_executor() if executor is None else nullcontext(executor)) as ex, \
-            ui.bar(f"grafts ({ex.name} × {ex.workers})", len(jobs)) as step:
-        done = ensure(ex, lib, jobs, lambda d, _t: step(d, None), what="localize")
+            ui.jobs(f"grafts ({ex.name} × {ex.workers})", len(jobs)) as progress:
+        done = ensure(ex, lib, jobs, progress, what="localize")
     grafts = [lib.get(r.result["ref"]) for r in done]
     per = {s.name: {"task": t, **graft_figures(g)}
            for s, t, g in zip(skills, tasks, grafts, strict=True)}
@@ -187,8 +187,8 @@ def prepare(lib: Library, ui, seed: int, quick: bool, executor) -> None:
     base, skills = demo_skills(lib, cfg, ui, executor)
     jobs = [localize_job(base, s, sp, cfg.n_eval, seed=seed, **fields_at(sp, over))
             for s in skills for sp in sparsities]
-    with ui.bar(f"grafts ({executor.name} × {executor.workers})", len(jobs)) as step:
-        ensure(executor, lib, jobs, lambda d, _t: step(d, None), what="localize")
+    with ui.jobs(f"grafts ({executor.name} × {executor.workers})", len(jobs)) as progress:
+        ensure(executor, lib, jobs, progress, what="localize")
 
 
 def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:

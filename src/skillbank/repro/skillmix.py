@@ -102,10 +102,10 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
 
     recipe = LoraRecipe(world=world_name, task=",".join(train_tasks), alpha=2 * chain_hp["rank"],
                         seed=seed, **chain_hp)
-    with ui.bar(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as step, \
+    with ui.jobs(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as progress, \
             get_executor() as ex:  # found by recipe, or trained here as a ``train`` job
-        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)],
-                         lambda d, _t: step(d, None), what="training")
+        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)], progress,
+                         what="training")
     chain_skill = lib.get(done.result["ref"])
     tok = base.load_tokenizer()
     one_shot = {"base": OneShot(base.load_model(), tok),

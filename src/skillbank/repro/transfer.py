@@ -58,10 +58,11 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
 
     with ui.bar(f"score {len(skills)} candidates", len(skills) + 1) as step:
         scored = score_candidates(base, skills, world, TARGET, n=n_score, seed=seed, progress=step)
-    with ui.bar("verify: fine-tune from each", len(skills) + 1) as step, get_executor() as ex:
+    with ui.jobs("verify: fine-tune from each", len(skills) + 1) as progress, \
+            get_executor() as ex:
         t0 = time.perf_counter()
         verified = verify_on(ex, lib.home, base, skills, world, TARGET, steps, n_eval=n_eval,
-                             seed=seed, progress=lambda d, _t: step(d, None))
+                             seed=seed, progress=progress)
         verify_wall = time.perf_counter() - t0
     agree = compare(scored, verified, "exact_match")
     agree_tok = compare(scored, verified, "token_accuracy")

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..skill import SkillError
 from .registry import JobKind, kind_of, register, target
-from .worker import HomeNotShared, QuietUi, check_home, write_probe
+from .worker import HomeNotShared, JobsBar, QuietUi, check_home, write_probe
 from .worker import probe_path as _probe_path
 
 MAX_ATTEMPTS = 2  # a job is tried once more after a failure or a dead worker
@@ -223,4 +223,4 @@ def get_executor(name: str | None = None, address: str | None = None,
 
 
 __all__ = ["EXECUTORS", "MAX_ATTEMPTS", "Executor", "HomeNotShared", "Job", "JobKind",
-           "JobResult", "QuietUi", "ensure", "get_executor", "register"]
+           "JobResult", "JobsBar", "QuietUi", "all_done", "ensure", "get_executor", "register"]

@@ -102,7 +102,17 @@ class Worker:
         return resolve(target)(self, lib, spec)
 
 
-class QuietUi:
+class JobsBar:
+    """What every ``ui`` adds to its ``bar(desc, total)`` (yielding ``step(n, loss)``): a bar
+    over jobs whose callback is the executors' ``progress(done, total)``."""
+
+    @contextmanager
+    def jobs(self, desc: str, total: int):
+        with self.bar(desc, total) as step:
+            yield lambda done, _total: step(done, None)
+
+
+class QuietUi(JobsBar):
     """The ``ui`` the library's long-running functions take, in a worker: no bars, no
     messages."""
 
