@@ -105,7 +105,7 @@ def test_library_commands(run, home, tiny_llama_dir, peft_adapter_dir, make_adap
     assert run_json(run, "verify") == {"ok": True, "problems": []}
     assert "verified" in run("verify").stdout
     assert "removed qv@2" in run("rm", "qv@2").stdout
-    assert run_json(run, "gc") == {"blobs_removed": 1, "bytes_freed": versions[1]["size"]}
+    assert run_json(run, "gc") == {"blobs_removed": 1, "bytes_freed": versions[1]["size"], "left": []}
     assert "removed child@1" in run("rm", "child").stdout
     assert [r["name"] for r in run_json(run, "list")] == ["qv"]
     assert "removed 1 blobs" in run("gc").stdout
@@ -113,9 +113,13 @@ def test_library_commands(run, home, tiny_llama_dir, peft_adapter_dir, make_adap
 
 def test_home_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBANK_HOME", str(tmp_path / "envhome"))
+    result = CliRunner().invoke(app, ["list", "--json"])  # a read never makes a home
+    assert result.exit_code != 0 and "no library at" in str(result.exception)
+    assert str(tmp_path / "envhome") in str(result.exception)
+    assert not (tmp_path / "envhome").exists()
+    Library.open(tmp_path / "envhome").close()
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout) == []
-    assert (tmp_path / "envhome" / "catalog.sqlite").is_file()
 
 
 ERRORS = {

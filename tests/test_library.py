@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from skillbank.base import BaseMismatch, fingerprint
 from skillbank.journal import filesystem_type, journal_mode
-from skillbank.library import SCHEMA_VERSION, Library, LibraryError
+from skillbank.catalog import SCHEMA_VERSION
+from skillbank.library import Library, LibraryError
 from skillbank.skill import Skill, SkillError
 
 FP = "ab" * 32
@@ -282,7 +283,7 @@ def test_apply_and_base_mismatch(home, tiny_llama_dir, make_llama, tmp_path):
 
 def test_add_base_when_another_process_registers_it_first(home, tiny_llama_dir, monkeypatch):
     """Two writers registering the same model: the one that loses the rename still succeeds."""
-    import skillbank.library as library
+    import skillbank.basestore as library
 
     real_copytree = shutil.copytree
 

@@ -21,6 +21,9 @@ from .skill import Skill, SkillError, canonical_json
 
 # Config keys that describe how a file was written, not what the model is.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path"}
+_TOKENIZER_FILES = {"special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+                    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja"}
+FINGERPRINT_VERSION = 2  # 2: the tokenizer is part of a base's identity
 
 
 @contextmanager
@@ -76,11 +79,39 @@ def read_config(path: Path) -> dict[str, Any]:
                             f"{path}: not a Hugging Face model directory (no config.json)")
 
 
-def fingerprint(path: str | Path) -> str:
-    """sha256 over the canonical config and every tensor of every safetensors file."""
+def tokenizer_files(path: Path) -> list[Path]:
+    """The files that define a model directory's tokenizer (Hugging Face's names)."""
+    return sorted(p for p in path.iterdir() if p.is_file() and (
+        p.name.startswith("tokenizer") or p.name in _TOKENIZER_FILES))
+
+
+def _tokenizer_bytes(file: Path) -> bytes:
+    """A tokenizer file's bytes; JSON canonicalised without the keys that say where and by
+    which version it was written (so two saves of one tokenizer match)."""
+    data = file.read_bytes()
+    if file.suffix == ".json":
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError):
+            return data
+        if isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k not in _VOLATILE_CONFIG_KEYS | {"name_or_path"}}
+        return canonical_json(obj).encode()
+    return data
+
+
+def fingerprint(path: str | Path, version: int = FINGERPRINT_VERSION) -> str:
+    """sha256 over the canonical config, every tensor of every safetensors file and (since
+    fingerprint version 2) the tokenizer's files: the same weights with another tokenizer
+    are another base. Version 1 (weights and config only) identifies bases added before."""
     path = Path(path)
     config = {k: v for k, v in read_config(path).items() if k not in _VOLATILE_CONFIG_KEYS}
     h = hashlib.sha256(canonical_json(config).encode())
+    if version >= 2:
+        for file in tokenizer_files(path):
+            data = _tokenizer_bytes(file)
+            h.update(f"tokenizer|{file.name}|{len(data)}|".encode())
+            h.update(data)
     tensors: dict[str, tuple[Path, str]] = {}
     for file in weight_files(path):
         with safe_open(file, framework="pt") as f:

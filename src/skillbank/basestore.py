@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from . import basefiles
-from .base import Base, detect_kind, fingerprint, read_config, weight_files
+from .base import FINGERPRINT_VERSION, Base, detect_kind, fingerprint, read_config, weight_files
 from .skill import SkillError, check_name
+
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class LibraryError(SkillError):
@@ -41,6 +44,9 @@ class BaseStore:
                  meta: dict[str, Any] | None = None) -> Base:
         """Copy a local model directory into the library and register it under ``name``."""
         check_name(name, "base name")
+        if FINGERPRINT_RE.fullmatch(name):
+            raise LibraryError(f"invalid base name {name!r}: it looks like a fingerprint, and "
+                               "bases are found by name or fingerprint")
         src = Path(path)
         if not src.is_dir():
             raise LibraryError(f"{src}: no such directory")
@@ -49,6 +55,10 @@ class BaseStore:
         fp = fingerprint(src)
         existing = self.conn.execute("SELECT fingerprint, kind, meta FROM bases WHERE name=?",
                                      (name,)).fetchone()
+        version = FINGERPRINT_VERSION
+        if existing and existing[0] != fp and _fp_version(existing[2]) < FINGERPRINT_VERSION \
+                and fingerprint(src, _fp_version(existing[2])) == existing[0]:
+            fp, version = existing[0], _fp_version(existing[2])  # the same model, added before
         kind = kind or (existing[1] if existing else detect_kind(config))
         if kind not in ("causal", "encoder"):
             raise LibraryError(f"base kind must be causal or encoder, not {kind!r}")
@@ -84,7 +94,8 @@ class BaseStore:
         if not self._files(fp):
             self._record_files(fp, dest)
         probe = Base(name, dest, fp, kind, files=self._files(fp))
-        meta = {**(meta or {}), "arch": probe.arch.as_dict()}  # read off the model, recorded
+        meta = {**(meta or {}), "arch": probe.arch.as_dict(),  # read off the model, recorded
+                "fingerprint_version": version}
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO bases VALUES (?,?,?,?,?)",
                       (name, fp, kind, json.dumps(meta), _now()))
@@ -93,9 +104,9 @@ class BaseStore:
     def base(self, name_or_fp: str, check: bool = True) -> Base:
         """The registered base by name or fingerprint; with ``check`` (the default) every
         recorded file must be there with its size (``BaseDamaged`` otherwise)."""
-        row = self.conn.execute(
-            "SELECT name, fingerprint, kind, meta FROM bases WHERE name=? OR fingerprint=? LIMIT 1",
-            (name_or_fp, name_or_fp),
+        row = self.conn.execute(  # a name first; a fingerprint finds any base with it
+            "SELECT name, fingerprint, kind, meta FROM bases WHERE name=? OR fingerprint=? "
+            "ORDER BY name=? DESC, name LIMIT 1", (name_or_fp, name_or_fp, name_or_fp),
         ).fetchone()
         if row is None:
             raise LibraryError(f"no base named {name_or_fp!r}; register one with `skillbank base add`")
@@ -141,7 +152,7 @@ class BaseStore:
             found = basefiles.problems(b.path, b.files, hashes=True)
             if not found:
                 try:
-                    if fingerprint(b.path) != b.fingerprint:
+                    if fingerprint(b.path, b.meta.get("fingerprint_version", 1)) != b.fingerprint:
                         found = ["weights differ from the recorded fingerprint"]
                     elif not b.files:  # registered before files were recorded: adopt them
                         self._record_files(b.fingerprint, b.path)
@@ -149,3 +160,8 @@ class BaseStore:
                     found = [f"cannot be fingerprinted ({str(e).splitlines()[0]})"]
             out += [{"what": what, "problem": p} for p in found]
         return out
+
+
+def _fp_version(meta_json: str) -> int:
+    """The fingerprint version a base was registered with (1 before it was recorded)."""
+    return json.loads(meta_json).get("fingerprint_version", 1)

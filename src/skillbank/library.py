@@ -2,23 +2,23 @@
 
 Layout of a home directory::
 
-    catalog.sqlite        skills, versions, aliases, bases, results (WAL mode; rollback
+    catalog.sqlite        skills, versions, aliases, bases, blobs, results (WAL mode; rollback
                           journal on a network file system, see ``journal.journal_mode``)
     blobs/ab/abcd…        tensors of a skill, named by the sha256 of the file's bytes
     bases/<fingerprint>/  registered base model directories
-    tmp/                  files being written (pid in the name; `gc` clears dead ones)
+    tmp/                  files being written (`<pid>-…`; `gc` clears those of dead writers)
 
 A write puts the blob in place first (temp file, fsync, rename, fsync of the directory)
 and only then commits the catalog row in one transaction, so a crash at any point leaves
-no visible half-written skill: at worst an unreferenced blob that ``gc`` removes.
+no visible half-written skill: at worst an unreferenced blob that ``gc`` removes
+(``blobstore`` says what ``gc`` may delete). A home that cannot be written (a read-only
+mount, no permission) opens read-only: every read works, every write is refused in one line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,38 +26,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-
-from .basestore import BaseStore, LibraryError, _fsync_dir, _now
-from .journal import journal_mode
+from . import catalog
+from .basestore import BaseStore, LibraryError, _now
+from .blobstore import BlobStore, blob_files
+from .catalog import diagnose
 from .skill import Skill, canonical_json, check_name, check_tensors, content_hash
 
-SCHEMA_VERSION = 1
 RESERVED_ALIASES = {"latest"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS skills (
-    name TEXT NOT NULL, version INTEGER NOT NULL, kind TEXT NOT NULL, base TEXT NOT NULL,
-    blob TEXT NOT NULL, content_hash TEXT NOT NULL, size INTEGER NOT NULL,
-    manifest TEXT NOT NULL, created TEXT NOT NULL,
-    PRIMARY KEY (name, version), UNIQUE (name, content_hash));
-CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,
-    PRIMARY KEY (name, alias));
-CREATE TABLE IF NOT EXISTS bases (
-    name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, kind TEXT NOT NULL,
-    meta TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS base_files (
-    fingerprint TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    PRIMARY KEY (fingerprint, file));
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, world TEXT NOT NULL,
-    task TEXT NOT NULL, metrics TEXT NOT NULL, spec TEXT NOT NULL, created TEXT NOT NULL);
-"""
+MANIFEST_KEYS = ("config", "recipe", "lineage", "metrics")
+MAX_VERSION = 2**62
 
 
 def default_home() -> Path:
@@ -88,48 +65,48 @@ class Row:
     created: str
 
 
-class Library(BaseStore):
+class Library(BaseStore, BlobStore):
     """``Library.open(home)``; every write is one transaction, safe across processes."""
 
-    def __init__(self, home: Path, conn: sqlite3.Connection):
+    def __init__(self, home: Path, conn: sqlite3.Connection, readonly: bool = False):
         self.home = home
         self.conn = conn
         self.journal = "wal"  # the catalog's SQLite journal mode (set by `open`)
+        self.readonly = readonly
+        self.legacy = False  # a schema-1 catalog opened read-only (no record of its blobs)
 
     # -- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, home: str | Path | None = None, journal: str | None = None) -> Library:
-        """Open (creating if needed) the library at ``home``; ``journal`` overrides the
-        catalog's journal mode (see ``journal.journal_mode``)."""
+    def open(cls, home: str | Path | None = None, journal: str | None = None,
+             create: bool = True) -> Library:
+        """Open the library at ``home`` (creating it if needed, unless ``create`` is
+        False); ``journal`` overrides the catalog's journal mode (``journal.journal_mode``).
+        A home that cannot be written opens read-only."""
         home = Path(home) if home is not None else default_home()
+        c = catalog.path(home)
+        if not c.is_file() and (not create or c.exists()):
+            what = "is not a file" if c.exists() else "does not exist"
+            raise LibraryError(f"no library at {home} ({c.name} {what}); check --home "
+                               "or SKILLBANK_HOME")
+        if home.is_dir() and not catalog.writable(home):
+            conn, legacy = catalog.connect_readonly(home)
+            lib = cls(home, conn, readonly=True)
+            lib.legacy, lib.journal = legacy, conn.execute("PRAGMA journal_mode").fetchone()[0]
+            return lib
         try:
             for sub in ("blobs", "bases", "tmp"):
                 (home / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LibraryError(f"cannot create library home {home}: {e.strerror}") from None
-        conn = sqlite3.connect(home / "catalog.sqlite", timeout=60, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 60000")
-        mode = journal_mode(home, journal)
-        got = conn.execute(f"PRAGMA journal_mode = {mode.upper()}").fetchone()[0]
-        if got.lower() != mode:
-            conn.close()
-            raise LibraryError(f"library {home}: cannot switch the catalog to journal mode {mode} "
-                               f"(it is {got}; another process has it open?)")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn, mode = catalog.connect(home, journal, lambda: blob_files(home)[0])
         lib = cls(home, conn)
         lib.journal = mode
-        with lib._tx():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise LibraryError(
-                    f"library {home} has schema {row[0]}, newer than this skillbank ({SCHEMA_VERSION})"
-                )
         return lib
+
+    def _need_write(self) -> None:
+        if self.readonly:
+            raise LibraryError(f"library {self.home} is read-only (a read-only mount or no "
+                               "write permission): reads work, this command writes")
 
     def close(self) -> None:
         self.conn.close()
@@ -142,6 +119,7 @@ class Library(BaseStore):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._need_write()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -149,36 +127,6 @@ class Library(BaseStore):
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
-
-    # -- blobs ---------------------------------------------------------------------
-    def blob_path(self, sha: str) -> Path:
-        return self.home / "blobs" / sha[:2] / sha
-
-    def _write_atomic(self, final: Path, data: bytes) -> None:
-        tmp = self.home / "tmp" / f"{os.getpid()}-{final.name}.part"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-
-    def put_blob(self, tensors: dict[str, torch.Tensor]) -> tuple[str, bytes]:
-        data = st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
-        sha = hashlib.sha256(data).hexdigest()
-        if not self.blob_path(sha).exists():
-            self._write_atomic(self.blob_path(sha), data)
-        return sha, data
-
-    def read_blob(self, sha: str, what: str) -> dict[str, torch.Tensor]:
-        path = self.blob_path(sha)
-        if not path.exists():
-            raise LibraryError(f"{what}: blob {sha[:12]} is missing; run `skillbank verify`")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise LibraryError(f"{what}: blob {sha[:12]} is damaged (sha256 mismatch); run `skillbank verify`")
-        return st_load(data)
 
     # -- skills --------------------------------------------------------------------
     def add(self, skill: Skill) -> Skill:
@@ -196,8 +144,7 @@ class Library(BaseStore):
         size = len(data)
         chash = content_hash(skill.kind, skill.base, skill.config, sha)
         with self._tx() as c:
-            if not self.blob_path(sha).exists():  # a concurrent `gc` took it: write it again
-                self._write_atomic(self.blob_path(sha), data)
+            self._commit_blob(sha, data)
             row = c.execute(
                 "SELECT version, manifest, created FROM skills WHERE name=? AND content_hash=?",
                 (skill.name, chash),
@@ -221,7 +168,7 @@ class Library(BaseStore):
     def _rows(self, where: str = "", args: tuple = ()) -> list[Row]:
         q = "SELECT name, version, kind, base, blob, content_hash, size, manifest, created FROM skills"
         rows = self.conn.execute(f"{q} {where} ORDER BY name, version", args).fetchall()
-        return [Row(*r[:7], json.loads(r[7]), r[8]) for r in rows]
+        return [_row(r) for r in rows]
 
     def resolve(self, ref: str) -> Row:
         """Find the catalog row for ``name[@version|@alias]`` (default: latest)."""
@@ -231,7 +178,9 @@ class Library(BaseStore):
             if not rows:
                 raise LibraryError(f"no skill named {name!r} in {self.home}")
             return rows[-1]
-        if sel.isdigit():
+        if sel.isascii() and sel.isdigit():
+            if int(sel) > MAX_VERSION:
+                raise LibraryError(f"no version {sel} of skill {name!r}")
             rows = self._rows("WHERE name=? AND version=?", (name, int(sel)))
             if not rows:
                 raise LibraryError(f"no version {sel} of skill {name!r}")
@@ -294,7 +243,7 @@ class Library(BaseStore):
     def tag(self, ref: str, alias: str) -> Row:
         """Point ``alias`` at one version; aliases move, versions never change."""
         check_name(alias, "alias")
-        if alias in RESERVED_ALIASES or alias.isdigit():
+        if alias.lower() in RESERVED_ALIASES or alias.lstrip("-").isdigit():
             raise LibraryError(f"alias {alias!r} is reserved (latest moves by itself; numbers are versions)")
         row = self.resolve(ref)
         with self._tx() as c:
@@ -335,35 +284,29 @@ class Library(BaseStore):
 
     # -- integrity -----------------------------------------------------------------
     def verify(self) -> list[dict[str, str]]:
-        """Re-hash every blob and re-fingerprint every base; return problems (empty when the
-        library is sound)."""
-        problems = self.verify_bases()
-        check = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            problems.append({"what": "catalog", "problem": check})
-        for r in self._rows():
-            path = self.blob_path(r.blob)
-            if not path.exists():
-                problems.append({"what": f"{r.name}@{r.version}", "problem": f"blob {r.blob[:12]} missing"})
-            elif hashlib.sha256(path.read_bytes()).hexdigest() != r.blob:
-                problems.append({"what": f"{r.name}@{r.version}", "problem": f"blob {r.blob[:12]} damaged"})
-        return problems
-
-    def gc(self) -> dict[str, int]:
-        """Delete blobs no skill references and temp files of dead writers."""
-        removed, freed = 0, 0
-        with self._tx():  # holds the write lock, so no `add` commits a blob we delete
-            used = {r.blob for r in self._rows()}
-            for path in (self.home / "blobs").glob("*/*"):
-                if path.name not in used:
-                    freed += path.stat().st_size
-                    path.unlink()
-                    removed += 1
-        for path in (self.home / "tmp").iterdir():
-            pid = path.name.split("-", 1)[0]
-            if not (pid.isdigit() and _alive(int(pid))):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        return {"blobs_removed": removed, "bytes_freed": freed}
+        """Check everything the library holds; return the problems (empty when sound): the
+        catalog (SQLite's integrity check, every row readable with a whole manifest), every
+        referenced blob re-hashed, blob files the catalog never wrote, every base
+        re-fingerprinted."""
+        problems = self.verify_bases() + diagnose(self.conn)
+        referenced: list[tuple[str, str]] = []
+        try:
+            ids = [r[0] for r in self.conn.execute("SELECT rowid FROM skills ORDER BY rowid")]
+        except sqlite3.DatabaseError:
+            return problems  # diagnose has named the table
+        for rowid in ids:
+            try:
+                r = self.conn.execute("SELECT name, version, kind, base, blob, content_hash, size, "
+                                      "manifest, created FROM skills WHERE rowid=?", (rowid,)).fetchone()
+                row = _row(r)
+            except sqlite3.DatabaseError:
+                continue  # named by diagnose
+            except LibraryError as e:
+                what, _, problem = str(e).partition(": ")
+                problems.append({"what": what, "problem": problem.removesuffix("; run `skillbank verify`")})
+                continue
+            referenced.append((row.blob, f"{row.name}@{row.version}"))
+        return problems + self.blob_problems(referenced)
 
     # -- results -------------------------------------------------------------------
     def add_result(self, subject: str, world: str, task: str, metrics: dict[str, Any],
@@ -383,11 +326,16 @@ class Library(BaseStore):
                  "metrics": json.loads(r[4]), "spec": json.loads(r[5]), "created": r[6]} for r in rows]
 
 
-def _alive(pid: int) -> bool:
+def _row(r: tuple) -> Row:
+    """A catalog row, checked: a manifest that is not JSON or lacks a key is named."""
+    what = f"catalog row {r[0]}@{r[1]}"
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        manifest = json.loads(r[7])
+    except (TypeError, ValueError):
+        raise LibraryError(f"{what}: its manifest is not JSON; run `skillbank verify`") from None
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise LibraryError(f"{what}: its manifest lacks {', '.join(missing)}; run `skillbank verify`")
+    if not isinstance(r[1], int) or not isinstance(r[4], str):
+        raise LibraryError(f"{what}: damaged (version or blob of the wrong type)")
+    return Row(*r[:7], manifest, r[8])

@@ -28,7 +28,7 @@ import torch
 from . import __version__
 
 KINDS = ("lora", "delta", "sparse", "router")
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$", re.ASCII)
 
 
 class SkillError(ValueError):
@@ -36,10 +36,13 @@ class SkillError(ValueError):
 
 
 def check_name(name: str, what: str = "name") -> str:
-    """Names are letters, digits and ``._-``; no path tricks like ``..``."""
-    if not name or not NAME_RE.fullmatch(name) or name in (".", "..") or len(name) > 128:
+    """Names are ASCII letters, digits and ``._-``, not starting with ``-`` (it would read
+    as an option) and no path tricks like ``..``."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", "..") \
+            or len(name) > 128 or name.startswith("-"):
         raise SkillError(
-            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-' (not '.' or '..')"
+            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-' (not starting "
+            "with '-'; not '.' or '..')"
         )
     return name
 

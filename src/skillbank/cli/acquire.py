@@ -42,7 +42,7 @@ def base_train(name: str,
         w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
     ui = Ui(as_json)
     with ui.bar(f"base {name}", steps) as step:
-        b, log = ensure_base(lib(), name, recipe, progress=step)
+        b, log = ensure_base(lib(create=True), name, recipe, progress=step)
     row = {"name": b.name, "fingerprint": b.fingerprint, "trained": log is not None,
            "recipe": b.meta.get("recipe")}
     emit(row) if as_json else out.print(
@@ -177,7 +177,7 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
                      graft_steps=graft_steps, router_steps=router_steps,
                      executor=executor, address=address,
                      workers=None if workers == 1 and not (executor or address) else workers)
-    summary = run_demo(lib(), out_dir, cfg, Ui(as_json))
+    summary = run_demo(lib(create=True), out_dir, cfg, Ui(as_json))
     if as_json:
         return emit(summary)
     table("skills on their own tasks (held-out exact match)",

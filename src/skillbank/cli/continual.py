@@ -100,7 +100,7 @@ def continual_cmd(
     w = get_world(world)
     for t in cfg.tasks:
         w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
-    library = lib()
+    library = lib(create=True)
     b_ = _base(library, base)
     ui = Ui(as_json)
     a_star = joint_reference(library, b_, cfg, ui) if joint else None

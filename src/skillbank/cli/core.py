@@ -40,8 +40,14 @@ def _main(home: Annotated[Path | None, typer.Option(
     _state["home"] = home
 
 
-def lib() -> Library:
-    return Library.open(_state["home"] or default_home())
+def _home() -> Path:
+    return _state["home"] or default_home()
+
+
+def lib(create: bool = False) -> Library:
+    """The library at --home; only commands that make things (``create``) make a new home,
+    so a mistyped --home is an error rather than a silently empty library."""
+    return Library.open(_home(), create=create)
 
 
 def _finite(data: Any) -> Any:

@@ -59,7 +59,7 @@ def curriculum_cmd(
     world_args = {"k": 3 if k is None else k, "ordered": ordered is not False} if world == "lego" else {}
     get_world(world, **world_args)
     ui = Ui(as_json)
-    library = lib()
+    library = lib(create=True)
     b = _base_for(library, base, world, ui)
     if b.kind != "causal":
         raise SkillError(f"base {b.name} is {b.kind}; a curriculum trains a causal base")
@@ -118,7 +118,7 @@ def select_cmd(
         w.examples(t, 1, seed=0)  # unknown task: one-line error before any work
     if fraction <= 0:
         raise SkillError("--fraction must be > 0")
-    library = lib()
+    library = lib(create=True)
     if base is None:
         causal = [b for b in library.bases() if b.kind == "causal"
                   and b.meta.get("recipe", {}).get("world") == world]

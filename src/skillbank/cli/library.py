@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .core import JsonOpt, app, base_app, emit, fmt_size, lib, out, table
+from ..catalog import CatalogDamaged, diagnose_file
+from .core import JsonOpt, _home, app, base_app, emit, fmt_size, lib, out, table
 
 
 # -- bases ---------------------------------------------------------------------------
@@ -18,7 +19,7 @@ def base_add(name: str,
              kind: Annotated[str | None, typer.Option(help="causal or encoder (default: from config).")] = None,
              as_json: JsonOpt = False) -> None:
     """Register a local Hugging Face model directory as a base (copied into the library)."""
-    b = lib().add_base(name, source, kind)
+    b = lib(create=True).add_base(name, source, kind)
     row = {"name": b.name, "fingerprint": b.fingerprint, "kind": b.kind, "path": str(b.path)}
     emit(row) if as_json else out.print(f"base {b.name} ({b.kind}) fingerprint {b.short}")
 
@@ -45,7 +46,7 @@ def import_cmd(directory: Path,
     """Import a PEFT LoRA adapter directory as a new skill version."""
     from ..peft_io import import_peft
 
-    library = lib()
+    library = lib(create=True)
     skill, new = library.store(import_peft(directory, name, library.base(base)))
     if as_json:
         return emit(dict(skill.manifest(), new=new))
@@ -132,20 +133,28 @@ def rm_cmd(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION")]) -> 
 
 @app.command("verify", rich_help_panel=PANEL)
 def verify_cmd(as_json: JsonOpt = False) -> None:
-    """Re-hash every blob; exit 1 if anything is damaged or missing."""
-    problems = lib().verify()
+    """Check the catalog, re-hash every blob and base; exit 1 if anything is wrong."""
+    try:
+        problems = lib().verify()
+    except CatalogDamaged:  # verify's job is to say what is damaged, not to fail
+        problems = diagnose_file(_home() / "catalog.sqlite")
     if as_json:
         emit({"ok": not problems, "problems": problems})
     elif problems:
         table("damage", ["what", "problem"], [[p["what"], p["problem"]] for p in problems])
     else:
-        out.print("library verified: every blob matches its hash")
+        out.print("library verified: the catalog is sound and every blob and base matches its hash")
     if problems:
         raise typer.Exit(1)
 
 
 @app.command("gc", rich_help_panel=PANEL)
 def gc_cmd(as_json: JsonOpt = False) -> None:
-    """Remove blobs that no skill references."""
+    """Remove blobs that no skill references (refused while `verify` finds a problem)."""
     r = lib().gc()
-    emit(r) if as_json else out.print(f"removed {r['blobs_removed']} blobs, freed {fmt_size(r['bytes_freed'])}")
+    if as_json:
+        return emit(r)
+    out.print(f"removed {r['blobs_removed']} blobs, freed {fmt_size(r['bytes_freed'])}")
+    if r["left"]:
+        out.print(f"left {len(r['left'])} entries skillbank did not make: "
+                  + ", ".join(r["left"][:5]) + (" ..." if len(r["left"]) > 5 else ""), markup=False)

@@ -37,7 +37,7 @@ def repro_cmd(name: Annotated[str, typer.Argument(help="Which claim; `skillbank 
     else:
         ex_ctx = nullcontext(None)
     with ex_ctx as ex:
-        res, outcome = run_repro(name, lib(), out_dir or Path("skillbank-repro") / name, ui,
+        res, outcome = run_repro(name, lib(create=True), out_dir or Path("skillbank-repro") / name, ui,
                                  seed=seed, quick=quick, executor=ex)
     if as_json:
         emit(res)

@@ -73,7 +73,7 @@ def skillmix_cmd(
 
     if skill and chain_call:
         raise SkillError("give --skill or --chain-call, not both")
-    library = lib()
+    library = lib(create=True)
     w = get_world(world)
     check_chain_world(w)
     ks = _ks(k)

@@ -39,7 +39,7 @@ def sweep_cmd(config: Annotated[Path, typer.Argument(
     from ..sweep import Plan, load_config, run_sweep
 
     cfg = load_config(config)
-    library = lib()
+    library = lib(create=True)
     total = Plan(library, cfg).total  # a bad config fails here, before any worker starts
     ui = Ui(as_json)
     with get_executor(executor, address, workers) as ex, ui.bar(f"sweep ({ex.name})", total) as bar:

@@ -175,5 +175,5 @@ def test_gc_keeps_tmp_of_live_writers(home):
         odd = home / "tmp" / "junk"
         for p in (live, dead, odd):
             p.write_bytes(b"x")
-        lib.gc()
-        assert sorted(p.name for p in (home / "tmp").iterdir()) == [live.name]
+        assert lib.gc()["left"] == ["tmp/junk"]  # not named like skillbank's own: not ours
+        assert sorted(p.name for p in (home / "tmp").iterdir()) == [live.name, "junk"]
