@@ -154,7 +154,7 @@ class BaseStore:
                 try:
                     if fingerprint(b.path, b.meta.get("fingerprint_version", 1)) != b.fingerprint:
                         found = ["weights differ from the recorded fingerprint"]
-                    elif not b.files:  # registered before files were recorded: adopt them
+                    elif not b.files and not self.readonly:  # registered before files were recorded: adopt them
                         self._record_files(b.fingerprint, b.path)
                 except (OSError, ValueError) as e:
                     found = [f"cannot be fingerprinted ({str(e).splitlines()[0]})"]

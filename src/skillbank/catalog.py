@@ -122,13 +122,25 @@ def connect(home: Path, journal: str | None,
 def connect_readonly(home: Path) -> tuple[sqlite3.Connection, bool]:
     """``(read-only connection, legacy)``: ``legacy`` for a schema-1 catalog, which kept no
     record of its blobs (and cannot be migrated read-only)."""
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(path(home)))}?mode=ro", uri=True, timeout=60,
-                               isolation_level=None)
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return conn, (_schema_version(home, row) or 0) < 2
-    except sqlite3.DatabaseError as e:
-        raise _damaged(home, e) from None
+    wal = home / "catalog.sqlite-wal"
+    pending = wal.exists() and wal.stat().st_size > 0
+    # a WAL catalog on a read-only mount cannot make its shared-memory index: with nothing
+    # left in the WAL, the file alone is the whole catalog and is read as immutable
+    for options in ("mode=ro", "mode=ro&immutable=1") if not pending else ("mode=ro",):
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(path(home)))}?{options}", uri=True,
+                                   timeout=60, isolation_level=None)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            return conn, (_schema_version(home, row) or 0) < 2
+        except sqlite3.OperationalError as e:
+            error = e
+        except sqlite3.DatabaseError as e:
+            raise _damaged(home, e) from None
+    if pending:
+        raise LibraryError(f"library {home} is read-only and its catalog has changes not yet "
+                           f"folded in ({wal.name}; {error}): open it once where it can be "
+                           "written")
+    raise _damaged(home, error)
 
 
 TABLES = ("meta", "names", "skills", "aliases", "bases", "base_files", "blobs", "results")

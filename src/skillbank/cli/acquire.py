@@ -40,9 +40,9 @@ def base_train(name: str,
     w = get_world(world)
     for t in recipe.tasks:
         w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
-    ui = Ui(as_json)
+    ui, library = Ui(as_json), lib(create=True)
     with ui.bar(f"base {name}", steps) as step:
-        b, log = ensure_base(lib(create=True), name, recipe, progress=step)
+        b, log = ensure_base(library, name, recipe, progress=step)
     row = {"name": b.name, "fingerprint": b.fingerprint, "trained": log is not None,
            "recipe": b.meta.get("recipe")}
     emit(row) if as_json else out.print(
@@ -78,7 +78,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     world_args = {"path": str(data.resolve())} if data is not None else {}
     w = get_world(world, **world_args)
     w.examples(task, 1, seed=0)
-    library = lib()
+    library = lib(write=True)
     b = library.base(base)
     classify = getattr(w, "kind", "") == "classification"
     if b.kind == "encoder" and not classify:
@@ -125,7 +125,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     from ..run import get_executor
     from ..worlds import pinned_args
 
-    library = lib()
+    library = lib(write=True)
     loaded = [library.get(r) for r in (skills or [])]
     if base is None and not loaded:
         raise SkillError("give at least one skill or --base")

@@ -44,7 +44,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
 
     if method not in METHODS + LEARNED:
         raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS + LEARNED)}")
-    library = lib()
+    library = lib(write=True)
     skills = [library.get(r) for r in csv_list(members)]
     base = library.base_of(skills[0])
     world = world or skills[0].recipe.get("world", "strings")
@@ -122,7 +122,7 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
     from ..compose.ops import MergeSpec, merge_skills
     from ..compose.route import RouterRecipe, distil_weights, train_router
 
-    library = lib()
+    library = lib(write=True)
     skills = [library.get(r) for r in csv_list(members)]
     task_list = csv_list(tasks) if tasks else member_tasks(skills)
     if None in task_list:

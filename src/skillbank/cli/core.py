@@ -44,10 +44,14 @@ def _home() -> Path:
     return _state["home"] or default_home()
 
 
-def lib(create: bool = False) -> Library:
-    """The library at --home; only commands that make things (``create``) make a new home,
-    so a mistyped --home is an error rather than a silently empty library."""
-    return Library.open(_home(), create=create)
+def lib(write: bool = False, create: bool = False) -> Library:
+    """The library at --home. Only commands that make things (``create``) make a new home,
+    so a mistyped --home is an error rather than a silently empty library; a command that
+    writes (``write``) is refused on a read-only home before it starts any work."""
+    library = Library.open(_home(), create=create)
+    if write or create:
+        library._need_write()
+    return library
 
 
 def _finite(data: Any) -> Any:

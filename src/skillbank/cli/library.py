@@ -120,14 +120,14 @@ def lineage_cmd(ref: str, as_json: JsonOpt = False) -> None:
 @app.command("tag", rich_help_panel=PANEL)
 def tag_cmd(ref: Annotated[str, typer.Argument(help="NAME@VERSION")], alias: str) -> None:
     """Point an alias (a movable tag) at one version."""
-    row = lib().tag(ref, alias)
+    row = lib(write=True).tag(ref, alias)
     out.print(f"{row.name}@{alias} -> version {row.version}")
 
 
 @app.command("rm", rich_help_panel=PANEL)
 def rm_cmd(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION")]) -> None:
     """Remove a version (or all versions) of a skill; `gc` frees the space."""
-    rows = lib().rm(ref)
+    rows = lib(write=True).rm(ref)
     out.print("removed " + ", ".join(f"{r.name}@{r.version}" for r in rows))
 
 
@@ -151,7 +151,7 @@ def verify_cmd(as_json: JsonOpt = False) -> None:
 @app.command("gc", rich_help_panel=PANEL)
 def gc_cmd(as_json: JsonOpt = False) -> None:
     """Remove blobs that no skill references (refused while `verify` finds a problem)."""
-    r = lib().gc()
+    r = lib(write=True).gc()
     if as_json:
         return emit(r)
     out.print(f"removed {r['blobs_removed']} blobs, freed {fmt_size(r['bytes_freed'])}")

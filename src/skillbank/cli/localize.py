@@ -53,7 +53,7 @@ def localize_cmd(
     --address / --workers say otherwise): its graft is stored as NAME-graft-SPARSITY (or
     --name), and a graft of the same skill version made by the same recipe and --n is
     re-used, not redone."""
-    library = lib()
+    library = lib(write=True)
     sparsities = _sparsities(sparsity)
     if name is not None and len(sparsities) > 1:
         raise SkillError("--name names one graft; with several sparsities the grafts are "

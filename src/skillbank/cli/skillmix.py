@@ -150,7 +150,7 @@ def upscale_cmd(
     from ..compose.logits import check_shared_vocab, upscale_eval
     from ..worlds import get_world
 
-    library = lib()
+    library = lib(write=True)
     skills = [library.get(r) for r in csv_list(skill)]
     try:
         weights = [float(x) for x in csv_list(weight)] if weight else [1.0] * len(skills)

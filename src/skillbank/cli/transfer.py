@@ -48,7 +48,7 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
         raise SkillError(f"unknown positions {positions!r}; choose from {', '.join(POSITIONS)}")
     world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
     get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
-    library = lib()
+    library = lib(write=True)
     skills = [library.get(r) for r in csv_list(candidates)]
     base = library.base_of(skills[0])
     if base.kind != "causal":
