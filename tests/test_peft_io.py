@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from skillbank.library import Library
-from skillbank.peft_io import export_peft, import_peft
+from skillbank.peft_io import PREFIX, export_peft, import_peft
 from skillbank.skill import Skill, SkillError
 
 IDS = torch.tensor([[1, 5, 9, 3, 31, 0, 7, 2]])
@@ -161,6 +161,14 @@ def _write(name, data):
     return edit
 
 
+def _tensors(change):
+    def edit(d, request):
+        from safetensors.torch import save_file
+
+        save_file(change(load_file(d / "adapter_model.safetensors")), d / "adapter_model.safetensors")
+    return edit
+
+
 def _wide(d, request):
     """An adapter saved from a model with hidden_size=24 (the base has 16)."""
     wide = request.getfixturevalue("tmp_path") / "wide"
@@ -183,7 +191,20 @@ BAD = {
                         "unreadable safetensors"),
     "wrong-shapes": (_wide, "do not fit"),
     "not-lora": (_edit_config(peft_type="IA3"), "only LORA"),
-    "bad-r": (_edit_config(r=0), "r must be a positive number"),
+    "bad-r": (_edit_config(r=0), "r must be a positive integer"),
+    "bool-r": (_edit_config(r=True), "r must be a positive integer"),
+    "nan-alpha": (_edit_config(lora_alpha=float("nan")), "lora_alpha must be a positive finite"),
+    "inf-alpha": (_edit_config(lora_alpha=float("inf")), "lora_alpha must be a positive finite"),
+    "huge-alpha": (_edit_config(lora_alpha=1e300), "lora_alpha must be a positive finite"),
+    "string-rslora": (_edit_config(use_rslora="yes"), "use_rslora must be true or false"),
+    "targets-miss-a-module": (_edit_config(target_modules=["q_proj"]), "does not select"),
+    "targets-name-an-absent-module": (_edit_config(target_modules=["q_proj", "v_proj", "k_proj"]),
+                                      "holds no tensors for it"),
+    "targets-bad-regex": (_edit_config(target_modules="(("), "not a valid regex"),
+    "two-keys-one-module": (_tensors(lambda t: {**t, **{k.replace(PREFIX, PREFIX + "extra."): v.clone()
+                                                       for k, v in t.items()}}), "the one module"),
+    "nan-tensor": (_tensors(lambda t: {k: v * float("nan") for k, v in t.items()}), "NaN or Inf"),
+    "int-tensor": (_tensors(lambda t: {k: v.to(torch.int32) for k, v in t.items()}), "skills hold floats"),
     "rank-mismatch": (_edit_config(r=2), "rank 4 but the config says r=2"),
     "dora": (_edit_config(use_dora=True), "DoRA"),
     "bias": (_edit_config(bias="all"), "bias"),

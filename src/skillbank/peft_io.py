@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .base import Base, read_json_object
-from .skill import Skill, SkillError, canonical_json, lora_modules
+from .skill import Skill, SkillError, canonical_json, check_lora_config, lora_modules
 
 PREFIX = "base_model.model."
 # Config keys that describe where an adapter was written, not what it is.
@@ -42,8 +43,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     if config.get("peft_type") != "LORA":
         raise SkillError(f"{cfg}: peft_type is {config.get('peft_type')!r}; only LORA adapters import")
     for key in ("r", "lora_alpha"):
-        if not isinstance(config.get(key), int | float) or config[key] <= 0:
-            raise SkillError(f"{cfg}: {key} must be a positive number, got {config.get(key)!r}")
+        if key not in config:
+            raise SkillError(f"{cfg}: no {key}")
+    check_lora_config(config, str(cfg))
     for key, what in _UNSUPPORTED.items():
         if config.get(key):
             raise SkillError(f"{cfg}: {what} are not supported yet")
@@ -61,6 +63,36 @@ def _map_module(module: str, params: dict[str, tuple[int, ...]]) -> str | None:
         if f"{candidate}.weight" in params:
             return candidate
     return None
+
+
+def _targets(target_modules: Any, module: str) -> bool:
+    """Whether PEFT's ``target_modules`` (a list of names or a regular expression) selects
+    ``module``: a name matches the module's path or its final components."""
+    if isinstance(target_modules, str):
+        return re.fullmatch(target_modules, module) is not None
+    return any(module == t or module.endswith(f".{t}") for t in target_modules)
+
+
+def _check_targets(target_modules: Any, modules: list[str], cfg: Path) -> None:
+    """The config's ``target_modules`` must select exactly the modules the tensors adapt
+    (otherwise PEFT would fail on the export, or adapt modules it has no weights for)."""
+    if target_modules is None:
+        return
+    if isinstance(target_modules, list) and not all(isinstance(t, str) for t in target_modules) \
+            or not isinstance(target_modules, str | list):
+        raise SkillError(f"{cfg}: target_modules must be a list of names or a regex string")
+    try:
+        stray = [m for m in modules if not _targets(target_modules, m)]
+    except re.error as e:
+        raise SkillError(f"{cfg}: target_modules is not a valid regex ({e})") from None
+    if stray:
+        raise SkillError(f"{cfg}: target_modules {target_modules!r} does not select {stray[0]}, "
+                         "which the adapter's tensors adapt")
+    if isinstance(target_modules, list):
+        unused = [t for t in target_modules if not any(_targets([t], m) for m in modules)]
+        if unused:
+            raise SkillError(f"{cfg}: target_modules names {unused[0]!r}, but the adapter "
+                             "holds no tensors for it")
 
 
 def import_peft(path: str | Path, name: str, base: Base) -> Skill:
@@ -90,6 +122,9 @@ def import_peft(path: str | Path, name: str, base: Base) -> Skill:
         target = _map_module(module, params)
         if target is None:
             raise SkillError(f"{weights}: module {module!r} is not in base {base.name}")
+        if f"{target}.lora_{which}" in tensors:
+            raise SkillError(f"{weights}: two tensors ({key!r} and another) are lora_{which} of "
+                             f"the one module {target}")
         tensors[f"{target}.lora_{which}"] = t
     if not tensors:
         raise SkillError(f"{weights}: holds no tensors")
@@ -112,6 +147,7 @@ def import_peft(path: str | Path, name: str, base: Base) -> Skill:
             )
     if len([k for k in tensors if k.endswith("lora_B.weight")]) != len(lora_modules(tensors)):
         raise SkillError(f"{weights}: a module has lora_B but no lora_A")
+    _check_targets(config.get("target_modules"), lora_modules(tensors), cfg=path / "adapter_config.json")
     kept = {k: v for k, v in config.items() if k not in _VOLATILE}
     return Skill(
         name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=kept,
@@ -157,13 +193,20 @@ Everything needed to make this skill again:
 """
 
 
-def export_peft(skill: Skill, base: Base, path: str | Path) -> Path:
-    """Write ``skill`` as a PEFT LoRA adapter directory (which must not exist or be empty)."""
+def export_peft(skill: Skill, base: Base, path: str | Path, home: Path | None = None) -> Path:
+    """Write ``skill`` as a PEFT LoRA adapter directory (which must not exist or be empty,
+    and not lie inside the library ``home``, whose directories are the library's own). The
+    directory appears whole or not at all: a failed write (a full disk, no permission)
+    removes what it wrote."""
     if skill.kind != "lora":
         raise SkillError(f"skill {skill.ref} is a {skill.kind}; only lora skills export to PEFT")
     path = Path(path)
+    if path.is_symlink():
+        raise SkillError(f"{path}: is a symbolic link; export to a real directory")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
+    if home is not None and path.absolute().resolve().is_relative_to(home.absolute().resolve()):
+        raise SkillError(f"{path}: is inside the library home {home}; export somewhere else")
     modules = lora_modules(skill.tensors)
     config = dict(skill.config)
     config.setdefault("peft_type", "LORA")
@@ -172,15 +215,20 @@ def export_peft(skill: Skill, base: Base, path: str | Path) -> Path:
     config.setdefault("target_modules", sorted({m.rsplit(".", 1)[-1] for m in modules}))
     config.setdefault("task_type", "CAUSAL_LM" if base.kind == "causal" else "FEATURE_EXTRACTION")
     config["base_model_name_or_path"] = str(base.path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tensors = {f"{PREFIX}{k}": v.contiguous() for k, v in skill.tensors.items()}
-    save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (tmp / "README.md").write_text(model_card(skill, base))
-    (tmp / "skillbank.json").write_text(canonical_json(skill.manifest()) + "\n")
-    if path.exists():
-        path.rmdir()
-    os.replace(tmp, path)
+    tmp = path.parent / f".skillbank-export-{os.getpid()}.part"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tensors = {f"{PREFIX}{k}": v.contiguous() for k, v in skill.tensors.items()}
+        save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(model_card(skill, base))
+        (tmp / "skillbank.json").write_text(canonical_json(skill.manifest()) + "\n")
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
     return path

@@ -122,8 +122,28 @@ class Skill:
         return {k.removeprefix("head."): v for k, v in self.tensors.items() if k.startswith("head.")}
 
 
+MAX_LORA_ALPHA = 1e6
+
+
+def check_lora_config(config: dict[str, Any], where: str) -> None:
+    """SkillError unless a LoRA config's ``r`` is a positive integer, ``lora_alpha`` a finite
+    positive number of at most 1e6 and ``use_rslora`` a boolean (where they are given)."""
+    r, alpha = config.get("r"), config.get("lora_alpha")
+    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+        raise SkillError(f"{where}: r must be a positive integer, got {r!r}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
+                              or not math.isfinite(alpha) or not 0 < alpha <= MAX_LORA_ALPHA):
+        raise SkillError(f"{where}: lora_alpha must be a positive finite number of at most "
+                         f"{MAX_LORA_ALPHA:g}, got {alpha!r}")
+    if not isinstance(config.get("use_rslora", False), bool):
+        raise SkillError(f"{where}: use_rslora must be true or false, got {config['use_rslora']!r}")
+
+
 def check_tensors(skill: Skill) -> None:
-    """SkillError unless every tensor is a finite float, or the int64 indices of a sparse skill."""
+    """SkillError unless every tensor is a finite float, or the int64 indices of a sparse
+    skill, and a LoRA skill's config is sound (:func:`check_lora_config`)."""
+    if skill.kind == "lora":
+        check_lora_config(skill.config, f"skill {skill.name}")
     for key, t in skill.tensors.items():
         if not isinstance(t, torch.Tensor):
             raise SkillError(f"skill {skill.name}: {key} is not a tensor")

@@ -63,7 +63,7 @@ def export_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")]
 
     library = lib()
     skill = library.get(ref)
-    export_peft(skill, library.base_of(skill), directory)
+    export_peft(skill, library.base_of(skill), directory, home=library.home)
     out.print(f"exported {skill.ref} to {directory}")
 
 

@@ -43,6 +43,10 @@ class MergeSpec:
             raise SkillError(f"unknown merge method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.weights is not None and len(self.weights) != n:
             raise SkillError(f"{n} skills but {len(self.weights)} weights")
+        if self.weights is not None and not all(math.isfinite(w) and abs(w) <= 1e6 for w in self.weights):
+            raise SkillError(f"weights must be finite numbers of at most 1e6 in size, got {self.weights}")
+        if not math.isfinite(self.density):
+            raise SkillError(f"density must be a finite number, got {self.density}")
         if not 0.0 < self.density <= 1.0:
             raise SkillError(f"density must be in (0, 1], got {self.density}")
         if self.on_overlap not in ("mean", "sum", "refuse"):
