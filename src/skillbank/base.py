@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from .fields import check_size
 from .skill import Skill, SkillError, canonical_json
 
 # Config keys that describe how a file was written, not what the model is.
@@ -64,7 +65,9 @@ def read_json_object(path: Path, missing: str) -> dict[str, Any]:
     if not path.is_file():
         raise SkillError(missing)
     try:
-        data = json.loads(path.read_text())
+        data = check_size(json.loads(path.read_text()), str(path))
+    except RecursionError:
+        raise SkillError(f"{path}: nested too deeply to be a config") from None
     except json.JSONDecodeError as e:
         raise SkillError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None
     except UnicodeDecodeError:

@@ -41,12 +41,12 @@ from .acquire.lora import LoraRecipe
 from .compose.jobs import compose_job
 from .compose.ops import MergeSpec
 from .evaluate.jobs import eval_job
-from .fields import build
+from .fields import build, check_size
 from .library import Library, LibraryError
 from .localize.jobs import localize_job
 from .localize.ops import GraftRecipe
 from .run import Executor, Job, JobResult, ensure
-from .skill import SkillError
+from .skill import SkillError, check_name
 
 SECTIONS = {"base", "world", "world_args", "train", "localize", "compose", "eval"}
 
@@ -59,7 +59,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise SkillError(f"{path}: no such sweep config")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = check_size(yaml.safe_load(path.read_text()), str(path))
+    except RecursionError:
+        raise SkillError(f"{path}: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise SkillError(f"{path}: not UTF-8 text, so not YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -68,6 +72,20 @@ def load_config(path: str | Path) -> dict[str, Any]:
         keys = ", ".join(sorted(SECTIONS))
         raise SkillError(f"{path}: a sweep config is a mapping with keys {keys}")
     return config
+
+
+def _list(value: Any, what: str, scalar_ok: bool = False) -> list:
+    if scalar_ok and not isinstance(value, list | dict):
+        return [value]
+    if not isinstance(value, list):
+        raise SkillError(f"sweep {what}: expected a list, got {value!r}"[:200])
+    return value
+
+
+def _int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SkillError(f"sweep {what}: expected an integer ≥ {minimum}, got {value!r}"[:200])
+    return value
 
 
 def _entries(config: dict, section: str) -> list[dict]:
@@ -102,25 +120,49 @@ class Plan:
         self.lib, self.config = lib, config
         self.base = lib.base(str(config["base"]))
         self.world = str(config.get("world", "strings"))
+        if not isinstance(config.get("world_args") or {}, dict):
+            raise SkillError("sweep `world_args` is a mapping of the world's arguments")
         self.world_args = dict(config.get("world_args") or {})
         from .worlds import get_world
 
-        get_world(self.world, **self.world_args)  # unknown world: an error before any job
+        self._world = get_world(self.world, **self.world_args)  # unknown world: an error now
         ev = config.get("eval") or {}
         if not isinstance(ev, dict):
             raise SkillError("sweep `eval` is a mapping: subjects, tasks, n, seeds")
-        self.subjects = list(dict.fromkeys(str(s) for s in ev.get("subjects", ["base"])))
-        self.tasks = list(dict.fromkeys(str(t) for t in ev.get("tasks", [])))
+        self.subjects = list(dict.fromkeys(check_name(str(s), "eval subject")
+                                           for s in _list(ev.get("subjects", ["base"]), "eval subjects")))
+        self.tasks = list(dict.fromkeys(self._task(t, "eval") for t in _list(ev.get("tasks", []), "eval tasks")))
         if ev and not self.tasks:
             raise SkillError("sweep `eval` needs `tasks`")
-        self.n = int(ev.get("n", 200))
+        self.n = _int(ev.get("n", 200), "eval n", 1)
         seeds = ev.get("seeds", [ev.get("seed", 0)])
-        seeds = seeds if isinstance(seeds, list) else [seeds]
-        self.seeds = list(dict.fromkeys(int(s) for s in seeds))
+        self.seeds = list(dict.fromkeys(_int(s, "eval seeds", 0) for s in _list(seeds, "eval seeds", True)))
         self.train_entries = _entries(config, "train")
         self.compose_entries = _entries(config, "compose")
         self.localize_entries = self._localize_entries(config.get("localize") or [])
         self.train_specs = [self._train_spec(e) for e in self.train_entries]  # validate now
+        for entry in self.compose_entries:  # every merge checked before the first job runs
+            self._merge(entry)
+
+    def _task(self, task: Any, what: str) -> str:
+        """``task`` if the sweep's world knows it (one-line error otherwise, before any job)."""
+        if not isinstance(task, str):
+            raise SkillError(f"{what}: a task is a name, got {task!r}")
+        self._world.examples(task, 1, seed=0)
+        return task
+
+    def _merge(self, entry: dict) -> tuple[str, list[str], MergeSpec]:
+        name = check_name(str(entry["name"]), "compose name")
+        members = _list(entry.get("from"), f"compose {name}: `from`")
+        if not members or not all(isinstance(m, str) for m in members):
+            raise SkillError(f"compose {name}: `from` is a list of skill names")
+        kw = {k: v for k, v in entry.items() if k not in ("name", "from")}
+        merge = build(MergeSpec, f"compose {name}", kw)
+        try:
+            merge.check(len(members))
+        except SkillError as e:
+            raise SkillError(f"compose {name}: {e}") from None
+        return name, members, merge
 
     @property
     def total(self) -> int:
@@ -149,14 +191,21 @@ class Plan:
                 except TypeError as e:
                     raise SkillError(f"{what}: {e}") from None
             entries.append({"skill": str(x["skill"]), "sparsity": sparsities,
-                            "n_eval": int(x.get("n_eval", 200)), "fields": rest})
+                            "n_eval": _int(x.get("n_eval", 200), f"{what}: n_eval", 1),
+                            "fields": rest})
         return entries
 
     def _train_spec(self, entry: dict) -> dict:
+        check_name(str(entry["name"]), "skill name")
         kw = {k: v for k, v in entry.items() if k != "name"}
         kw.setdefault("world", self.world)
         kw.setdefault("world_args", self.world_args)
         recipe = build(LoraRecipe, f"train {entry['name']}", kw)
+        from .worlds import get_world
+
+        world = get_world(recipe.world, **recipe.world_args)
+        for task in recipe.task.split(","):  # a comma-separated task is a mixture
+            world.examples(task, 1, seed=0)  # an unknown task: an error before any job
         return {"name": str(entry["name"]), "base": self.base.name, "recipe": asdict(recipe)}
 
     def train(self) -> tuple[list[Job], list[JobResult]]:
@@ -182,11 +231,9 @@ class Plan:
     def compose(self) -> tuple[list[Job], list[JobResult]]:
         jobs, failed = [], []
         for entry in self.compose_entries:
-            name = str(entry["name"])
-            kw = {k: v for k, v in entry.items() if k not in ("name", "from")}
-            merge = build(MergeSpec, f"compose {name}", kw)
+            name, names, merge = self._merge(entry)
             try:
-                members = [self._ref(m) for m in entry.get("from") or []]
+                members = [self._ref(m) for m in names]
             except LibraryError as e:
                 job = Job("compose", {"name": name, "members": []}, f"compose {name}")
                 failed.append(JobResult(job, "failed", error=str(e), attempts=0))

@@ -14,6 +14,7 @@ from skillbank.cli import app
 from skillbank.compose.ops import MergeSpec, merge_skills
 from skillbank.evaluate.suites import eval_matrix
 from skillbank.run import get_executor
+from skillbank.skill import SkillError
 from skillbank.sweep import Plan, run_sweep
 
 
@@ -58,16 +59,32 @@ def test_resume_skips_done_jobs(lib):
     assert changed["done"] == 1 and [r.version for r in lib.versions("rot")] == [1, 2]
 
 
-def test_failed_train_job_fails_its_dependents_only(lib):
+def _diverging(monkeypatch):
+    """Training of `broken` fails at run time, as a run that diverges to NaN does (a valid
+    config is planned; what fails while running is reported per job)."""
+    import skillbank.acquire.jobs as train_jobs
+
+    real = train_jobs.train_lora
+
+    def train_lora(name, *args, **kw):
+        if name == "broken":
+            raise SkillError(f"skill {name}: tensor x holds NaN or Inf")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(train_jobs, "train_lora", train_lora)
+
+
+def test_failed_train_job_fails_its_dependents_only(lib, monkeypatch):
+    _diverging(monkeypatch)
     cfg = small_sweep()
-    cfg["train"].append({"name": "broken", "task": "nosuchtask", "steps": 2})
+    cfg["train"].append({"name": "broken", "task": "rot", "steps": 2})
     cfg["eval"]["subjects"].append("broken")
     with get_executor() as ex:
         summary = run_sweep(lib, cfg, ex)
     failed = {r["label"]: r for r in summary["results"] if r["status"] == "failed"}
     assert set(failed) == {"train broken", "eval broken rot seed 0", "eval broken rev seed 0"}
     train = failed["train broken"]
-    assert train["attempts"] == 2 and "nosuchtask" in train["error"]
+    assert train["attempts"] == 2 and "NaN or Inf" in train["error"]
     assert failed["eval broken rot seed 0"]["error"] == f"no skill named 'broken' in {lib.home}"
     assert summary["done"] == 8
 
@@ -79,6 +96,22 @@ def test_failed_train_job_fails_its_dependents_only(lib):
     ({"train": [{"name": "x", "task": "rot", "stepz": 3}]}, r"train x: unknown field\(s\) stepz"),
     ({"train": [{"task": "rot"}]}, "each with a `name`"),
     ({"eval": {"subjects": ["base"]}}, "needs `tasks`"),
+    ({"train": [{"name": "x", "task": "nosuchtask"}]}, "unknown task 'nosuchtask'"),
+    ({"train": [{"name": "x", "task": "rot", "steps": 0}]}, "steps must be an integer ≥ 1, got 0"),
+    ({"train": [{"name": "x", "task": "rot", "steps": -1}]}, "steps must be an integer ≥ 1, got -1"),
+    ({"train": [{"name": "x", "task": "rot", "batch_size": 0}]}, "batch_size must be an integer ≥ 1"),
+    ({"train": [{"name": "x", "task": "rot", "lr": "fast"}]}, "lr must be a finite number"),
+    ({"train": [{"name": "-x", "task": "rot"}]}, "invalid skill name '-x'"),
+    ({"train": [{"name": "x", "task": "3", "world": "arith"}]}, "unknown task '3'"),
+    ({"eval": {"subjects": ["base"], "tasks": ["nope"]}}, "unknown task 'nope'"),
+    ({"eval": {"subjects": ["base"], "tasks": ["rot"], "n": "many"}}, "eval n: expected an integer"),
+    ({"eval": {"subjects": ["base"], "tasks": ["rot"], "seeds": ["x"]}}, "eval seeds: expected an integer"),
+    ({"compose": [{"name": "c", "from": ["a", "b"], "method": "linear", "weights": [float("nan"), 1]}]},
+     "weights must be finite"),
+    ({"compose": [{"name": "c", "from": ["a", "b"], "method": "nope"}]}, "unknown merge method"),
+    ({"compose": [{"name": "c", "from": "ab", "method": "linear"}]}, "`from`: expected a list"),
+    ({"localize": [{"skill": "a", "n_eval": "x"}]}, "n_eval: expected an integer"),
+    ({"world_args": [1]}, "`world_args` is a mapping"),
 ])
 def test_bad_config_is_one_clear_error(lib, change, message):
     with pytest.raises(ValueError, match=message):  # SkillError or the world's ValueError
@@ -105,7 +138,8 @@ def test_cli_reports_failures_with_exit_1_and_bad_input_with_exit_2(tmp_path, li
     from skillbank.cli import main
 
     cfg = small_sweep()
-    cfg["train"][0]["task"] = "nosuchtask"
+    _diverging(monkeypatch)
+    cfg["train"][0]["name"] = "broken"
     cfg["compose"], cfg["eval"] = [], {}
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(cfg))

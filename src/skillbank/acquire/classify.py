@@ -31,7 +31,7 @@ from torch import nn
 from ..base import Base
 from ..skill import Skill, SkillError, canonical_json
 from ..worlds import get_world, pinned_args
-from .data import Sampler
+from .data import Sampler, check_encodable
 from .loop import LoopConfig, train
 from .lora import lora_tensors, train_metrics
 
@@ -192,6 +192,7 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     if recipe.target_modules is None:
         recipe = replace(recipe, target_modules=attention_targets(model))
     tokenizer = base.load_tokenizer()
+    check_encodable(tokenizer, pool, f"train {name} on {recipe.task}", targets=False)
     torch.manual_seed(recipe.seed)
     cfg = classifier_config(recipe, labels)
     peft_model = get_peft_model(model, LoraConfig(

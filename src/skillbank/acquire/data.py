@@ -61,6 +61,46 @@ def training_batch(tokenizer, examples: Sequence[Example]) -> dict[str, torch.Te
             "labels": torch.tensor(labels, dtype=torch.long)}
 
 
+MAX_UNK_FRACTION = 0.01  # more of the training text unknown to the tokenizer is refused
+
+
+def check_encodable(tokenizer, examples: Sequence[Example], what: str,
+                    max_tokens: int | None = None, targets: bool = True) -> int:
+    """The number of ``<unk>`` tokens in ``examples`` (prompt and, with ``targets``, target);
+    SkillError if an example is longer than ``max_tokens`` (the base's context: a huge row
+    would train for minutes on text it cannot read) or more than 1% of the tokens are
+    ``<unk>`` (text outside the base's vocabulary would train on ``<unk>``)."""
+    from ..skill import SkillError
+
+    if not examples:
+        return 0
+    texts = [ex.prompt for ex in examples] + ([ex.target for ex in examples] if targets else [])
+    if max_tokens is not None:
+        for ex in examples:  # characters bound tokens from below for every tokenizer we know
+            if len(ex.prompt) + len(ex.target) > 64 * max_tokens:
+                raise SkillError(f"{what}: an example is {len(ex.prompt) + len(ex.target):,} "
+                                 f"characters long; the base reads at most {max_tokens} tokens")
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    n = len(examples)
+    if max_tokens is not None:
+        for i, ex in enumerate(examples):
+            length = 2 + len(ids[i]) + (len(ids[n + i]) if targets else 0)
+            if length > max_tokens:
+                raise SkillError(f"{what}: an example is {length} tokens long (input "
+                                 f"{ex.prompt[:30]!r}...); the base reads at most {max_tokens}")
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return 0
+    count = sum(seq.count(unk) for seq in ids)
+    total = sum(map(len, ids)) or 1
+    if count / total > MAX_UNK_FRACTION:
+        first = next(texts[i] for i, seq in enumerate(ids) if unk in seq)
+        raise SkillError(f"{what}: {count / total:.1%} of the training text is outside the "
+                         f"base's vocabulary (e.g. in {first[:40]!r}), so it would train on "
+                         f"{tokenizer.unk_token}; use a base whose tokenizer knows this text")
+    return count
+
+
 class Sampler:
     """Deterministic minibatches: batch ``step`` depends only on (seed, step), so a run
     resumed from a checkpoint sees exactly the batches an uninterrupted run would."""

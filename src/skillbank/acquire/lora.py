@@ -19,7 +19,7 @@ import torch
 from ..base import Base
 from ..skill import Skill, SkillError, canonical_json
 from ..worlds import get_world, pinned_args
-from .data import Sampler
+from .data import Sampler, check_encodable
 from .loop import LoopConfig, train
 
 
@@ -103,6 +103,9 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
              for t in recipe.task.split(",")}
     model = base.load_model()
     tokenizer = base.load_tokenizer()
+    unknown = sum(check_encodable(tokenizer, pool, f"train {name} on {task}",
+                                  getattr(model.config, "max_position_embeddings", None))
+                  for task, pool in pools.items())
     torch.manual_seed(recipe.seed)
     cfg = lora_config(recipe, base)
     peft_model = get_peft_model(model, LoraConfig(
@@ -121,7 +124,7 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
     if ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-                 recipe=run_recipe, metrics={"train": train_metrics(log)})
+                 recipe=run_recipe, metrics={"train": {**train_metrics(log), "unk_tokens": unknown}})
 
 
 @torch.no_grad()
