@@ -283,16 +283,16 @@ def test_apply_and_base_mismatch(home, tiny_llama_dir, make_llama, tmp_path):
 
 def test_add_base_when_another_process_registers_it_first(home, tiny_llama_dir, monkeypatch):
     """Two writers registering the same model: the one that loses the rename still succeeds."""
-    import skillbank.basestore as library
+    import skillbank.basefiles as basefiles
 
-    real_copytree = shutil.copytree
+    real_copy = basefiles.copy_model
 
-    def racing_copytree(src, dst, **kw):
-        real_copytree(src, dst, **kw)
-        real_copytree(src, home / "bases" / fingerprint(src))  # the other writer wins
+    def racing_copy(src, dst):
+        real_copy(src, dst)
+        real_copy(src, home / "bases" / fingerprint(src))  # the other writer wins
 
     with Library.open(home) as lib:
-        monkeypatch.setattr(library.shutil, "copytree", racing_copytree)
+        monkeypatch.setattr(basefiles, "copy_model", racing_copy)
         b = lib.add_base("tiny", tiny_llama_dir)
         assert fingerprint(b.path) == b.fingerprint
         assert list((home / "tmp").iterdir()) == []

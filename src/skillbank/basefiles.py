@@ -43,6 +43,51 @@ def file_records(root: Path) -> Records:
     return out
 
 
+MODEL_FILES = ("config.json", "generation_config.json")  # beside weights and tokenizer files
+
+
+def model_files(src: Path) -> list[tuple[str, Path]]:
+    """``[(name, real file)]``: the files of a model directory a base needs — its config,
+    safetensors weights (and their index) and tokenizer files, top level only. A symbolic
+    link is followed when it leads to a regular file inside the directory or, as in a
+    Hugging Face cache snapshot, into the cache's ``blobs/``; any other link is refused."""
+    from .base import _TOKENIZER_FILES
+
+    root = src.resolve()
+    cache_blobs = [p / "blobs" for p in root.parents if p.name.startswith(("models--", "datasets--"))]
+    out = []
+    for entry in sorted(src.iterdir(), key=lambda p: p.name):
+        name = entry.name
+        wanted = name in MODEL_FILES or name.endswith((".safetensors", ".safetensors.index.json")) \
+            or name.startswith("tokenizer") or name in _TOKENIZER_FILES
+        if not wanted:
+            continue
+        real = entry
+        if entry.is_symlink():
+            try:
+                real = entry.resolve(strict=True)
+            except (OSError, RuntimeError):
+                raise SkillError(f"{entry}: a broken or looping symbolic link") from None
+            inside = real.is_relative_to(root) or any(real.is_relative_to(b) for b in cache_blobs)
+            if not inside or not real.is_file():
+                raise SkillError(f"{entry}: a symbolic link to {real}, outside the model "
+                                 "directory; copy the file in instead")
+        if not real.is_file():
+            raise SkillError(f"{entry}: not a regular file")
+        out.append((name, real))
+    return out
+
+
+def copy_model(src: Path, dest: Path) -> None:
+    """Copy :func:`model_files` of ``src`` into the new directory ``dest`` (links resolved)."""
+    import shutil
+
+    files = model_files(src)
+    dest.mkdir(parents=True)
+    for name, real in files:
+        shutil.copyfile(real, dest / name)
+
+
 def _hash_cached(path: Path, st: os.stat_result) -> str:
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _hashed:

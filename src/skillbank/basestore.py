@@ -50,6 +50,7 @@ class BaseStore:
         src = Path(path)
         if not src.is_dir():
             raise LibraryError(f"{src}: no such directory")
+        basefiles.model_files(src)  # links that lead outside refused before anything is read
         config = read_config(src)
         weight_files(src)
         fp = fingerprint(src)
@@ -83,7 +84,11 @@ class BaseStore:
         if not dest.exists():
             tmp = self.home / "tmp" / f"{os.getpid()}-base-{fp[:12]}"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
+            try:
+                basefiles.copy_model(src, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             try:
                 os.replace(tmp, dest)
             except OSError:

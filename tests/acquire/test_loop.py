@@ -123,6 +123,39 @@ def test_resume_mid_curve_point_and_stale_meta(straight, tmp_path):
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage meta", "nan tensors", "past the end"])
+def test_an_unusable_checkpoint_is_discarded_and_the_run_restarts(straight, tmp_path, damage):
+    """A checkpoint that cannot be a state of this run never blocks its recipe: it is
+    deleted, the run starts from step 0 and (deterministic) makes the same tensors; the
+    log says what happened."""
+    from safetensors.torch import load_file, save_file
+
+    want, log_straight = straight
+    ckpt = tmp_path / "ckpt"
+    model = fresh_model()
+    with pytest.raises(Interrupt):
+        train(model, dict(model.named_parameters()), sampler(), TOK, CFG, checkpoint=ckpt,
+              progress=interrupt_at(12))
+    state_file = ckpt / "state.safetensors"
+    if damage == "truncated":
+        state_file.write_bytes(state_file.read_bytes()[:1000])
+    elif damage == "garbage meta":
+        tensors = load_file(state_file)
+        save_file(tensors, state_file, metadata={"meta": "{not json"})
+    elif damage == "nan tensors":
+        tensors = {k: v * float("nan") if v.is_floating_point() else v for k, v in load_file(state_file).items()}
+        save_file(tensors, state_file, metadata={"meta": json.dumps({"step": 10, "curve": [], "running": []})})
+    else:
+        tensors = load_file(state_file)
+        save_file(tensors, state_file, metadata={"meta": json.dumps({"step": 99, "curve": [], "running": []})})
+    model = fresh_model()
+    log = train(model, dict(model.named_parameters()), sampler(), TOK, CFG, checkpoint=ckpt)
+    assert log["resumed_from"] == 0 and str(ckpt) in log["restarted"]
+    assert log["curve"] == log_straight["curve"]
+    got = state(model)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_training_changes_weights_and_lowers_loss(straight):
     want, log = straight
     init = state(fresh_model())

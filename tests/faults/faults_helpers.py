@@ -17,6 +17,8 @@ def cli(*args) -> tuple[int, str, str]:
 
     out, err = io.StringIO(), io.StringIO()
     argv, sys.argv = sys.argv, ["skillbank", *map(str, args)]
+    debug = os.environ.get("SKILLBANK_DEBUG")
+    os.environ["SKILLBANK_DEBUG"] = "1"  # a bug escapes as its traceback and fails the test
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -25,6 +27,10 @@ def cli(*args) -> tuple[int, str, str]:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         sys.argv = argv
+        if debug is None:
+            os.environ.pop("SKILLBANK_DEBUG")
+        else:
+            os.environ["SKILLBANK_DEBUG"] = debug
     return code, out.getvalue(), err.getvalue()
 
 

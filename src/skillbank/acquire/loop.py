@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,7 +74,30 @@ def _load(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.Ad
             opt.state[p] = {"step": torch.tensor(float(tensors[f"step/{k}"].item())),
                             "exp_avg": tensors[f"exp_avg/{k}"],
                             "exp_avg_sq": tensors[f"exp_avg_sq/{k}"]}
-    return meta["step"], [tuple(x) for x in meta["curve"]], list(meta.get("running", []))
+    step, curve, running = meta["step"], [tuple(x) for x in meta["curve"]], list(meta.get("running", []))
+    if not isinstance(step, int) or step < 0 or not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise ValueError("its step or tensors are not a run's")
+    return step, curve, running
+
+
+def _resume(ckpt: Path, params: dict[str, torch.nn.Parameter], opt: torch.optim.AdamW, steps: int):
+    """``(step, curve, running, why)`` from the checkpoint; a checkpoint that cannot be a
+    state of this run (damaged, truncated, another shape, past the end) is deleted and the
+    run starts again from its first step, which by determinism gives the same skill —
+    ``why`` says so and lands in the skill's training metrics."""
+    before = {k: p.detach().clone() for k, p in params.items()}
+    try:
+        step, curve, running = _load(ckpt, params, opt)
+        if step > steps:
+            raise ValueError(f"it is at step {step} of a {steps}-step run")
+        return step, curve, running, None
+    except Exception as e:  # noqa: BLE001 - any failure means: not a usable state of this run
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(before[k])
+        opt.state.clear()
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return 0, [], [], f"checkpoint {ckpt} was unusable ({type(e).__name__}: {e}"[:300] + "); restarted"
 
 
 def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler: Sampler,
@@ -92,9 +116,9 @@ def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler
     Tokens per second count every non-pad token that went through the model.
     """
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, curve, running = 0, [], []
+    start, curve, running, restarted = 0, [], [], None
     if checkpoint is not None and (checkpoint / "meta.json").exists():
-        start, curve, running = _load(checkpoint, params, opt)
+        start, curve, running, restarted = _resume(checkpoint, params, opt, cfg.steps)
     model.train()
     tokens, t0 = 0, time.perf_counter()
     for step in range(start, cfg.steps):
@@ -123,5 +147,5 @@ def train(model: torch.nn.Module, params: dict[str, torch.nn.Parameter], sampler
             _save(checkpoint, params, opt, step + 1, curve, running)
     model.eval()
     seconds = time.perf_counter() - t0
-    return {"curve": curve, "resumed_from": start, "seconds": seconds,
+    return {"curve": curve, "resumed_from": start, "restarted": restarted, "seconds": seconds,
             "tokens_per_second": tokens / seconds if seconds > 0 else 0.0, "config": asdict(cfg)}

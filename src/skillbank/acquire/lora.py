@@ -165,4 +165,5 @@ def train_metrics(log: dict) -> dict:
     return {"final_loss": log["curve"][-1][1] if log["curve"] else None,
             "curve": log["curve"], "seconds": round(log["seconds"], 2),
             "tokens_per_second": round(log["tokens_per_second"], 1),
-            "resumed_from": log["resumed_from"]}
+            "resumed_from": log["resumed_from"],
+            **({"restarted": log["restarted"]} if log.get("restarted") else {})}

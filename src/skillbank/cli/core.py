@@ -24,8 +24,10 @@ app = typer.Typer(help="skillbank: a versioned library of neural-network skills.
 base_app = typer.Typer(help="Register and list base models.", no_args_is_help=True)
 app.add_typer(base_app, name="base", rich_help_panel="Library")
 
-out = Console()
-err = Console(stderr=True)
+# no console markup: printed text holds user data (paths, metadata, recipes), and "[x]" in
+# it must print as written, never style the terminal or fail to parse
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 _state: dict[str, Any] = {"home": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
@@ -159,4 +161,16 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+    except (RecursionError, MemoryError) as e:
+        err.print(f"error: the input is too large or too deeply nested ({type(e).__name__})",
+                  markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as e:  # a bug: still one line; SKILLBANK_DEBUG=1 shows the traceback
+        if os.environ.get("SKILLBANK_DEBUG"):
+            raise
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        err.print(f"error: internal error ({type(e).__name__}: {first}); please report it "
+                  "(SKILLBANK_DEBUG=1 shows the traceback)", markup=False, highlight=False,
+                  soft_wrap=True)
+        sys.exit(2)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from ..catalog import CatalogDamaged, diagnose_file
 from .core import JsonOpt, _home, app, base_app, emit, fmt_size, lib, out, table
@@ -88,10 +89,12 @@ def show_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")], 
     manifest = dict(row.manifest, tags=library.tags(row.name, row.version), size=row.size)
     if as_json:
         return emit(manifest)
-    out.print(f"[bold]{row.name}@{row.version}[/bold]  kind={row.kind}  base={row.base[:12]}  "
-              f"size={fmt_size(row.size)}  tags={','.join(manifest['tags']) or '-'}")
+    out.print(Text.assemble((f"{row.name}@{row.version}", "bold"),
+                            f"  kind={row.kind}  base={row.base[:12]}  size={fmt_size(row.size)}  "
+                            f"tags={','.join(manifest['tags']) or '-'}"))
     for key in ("created", "content_hash", "lineage", "recipe", "metrics", "config"):
-        out.print(f"[bold]{key}[/bold]: {json.dumps(manifest.get(key), sort_keys=True, default=str)}")
+        value = json.dumps(manifest.get(key), sort_keys=True, default=str)
+        out.print(Text.assemble((key, "bold"), f": {value}"))  # data as text, never as markup
 
 
 @app.command("versions", rich_help_panel=PANEL)
