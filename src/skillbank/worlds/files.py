@@ -45,6 +45,8 @@ def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: line {lineno}: nested too deeply") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}: line {lineno}: expected a JSON object")
         records.append((lineno, obj))
