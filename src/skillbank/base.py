@@ -17,13 +17,12 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from .basefiles import is_tokenizer_file
 from .fields import check_size
 from .skill import Skill, SkillError, canonical_json
 
 # Config keys that describe how a file was written, not what the model is.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path"}
-_TOKENIZER_FILES = {"special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
-                    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja"}
 FINGERPRINT_VERSION = 2  # 2: the tokenizer is part of a base's identity
 
 
@@ -84,8 +83,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def tokenizer_files(path: Path) -> list[Path]:
     """The files that define a model directory's tokenizer (Hugging Face's names)."""
-    return sorted(p for p in path.iterdir() if p.is_file() and (
-        p.name.startswith("tokenizer") or p.name in _TOKENIZER_FILES))
+    return sorted(p for p in path.iterdir() if p.is_file() and is_tokenizer_file(p.name))
 
 
 def _tokenizer_bytes(file: Path) -> bytes:

@@ -44,6 +44,13 @@ def file_records(root: Path) -> Records:
 
 
 MODEL_FILES = ("config.json", "generation_config.json")  # beside weights and tokenizer files
+TOKENIZER_FILES = {"special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+                   "merges.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja"}
+
+
+def is_tokenizer_file(name: str) -> bool:
+    """Whether a model directory's file ``name`` is one of its tokenizer's (Hugging Face's names)."""
+    return name.startswith("tokenizer") or name in TOKENIZER_FILES
 
 
 def model_files(src: Path) -> list[tuple[str, Path]]:
@@ -51,15 +58,13 @@ def model_files(src: Path) -> list[tuple[str, Path]]:
     safetensors weights (and their index) and tokenizer files, top level only. A symbolic
     link is followed when it leads to a regular file inside the directory or, as in a
     Hugging Face cache snapshot, into the cache's ``blobs/``; any other link is refused."""
-    from .base import _TOKENIZER_FILES
-
     root = src.resolve()
     cache_blobs = [p / "blobs" for p in root.parents if p.name.startswith(("models--", "datasets--"))]
     out = []
     for entry in sorted(src.iterdir(), key=lambda p: p.name):
         name = entry.name
         wanted = name in MODEL_FILES or name.endswith((".safetensors", ".safetensors.index.json")) \
-            or name.startswith("tokenizer") or name in _TOKENIZER_FILES
+            or is_tokenizer_file(name)
         if not wanted:
             continue
         real = entry
