@@ -123,7 +123,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     """Evaluate the base alone and each skill on each task; results go to the library."""
     from ..evaluate.jobs import eval_matrix_on
     from ..run import get_executor
-    from ..worlds import pinned_args
+    from ..worlds import get_world, pinned_args
 
     library = lib(write=True)
     loaded = [library.get(r) for r in (skills or [])]
@@ -136,6 +136,9 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     ui = Ui(as_json)
     total = (len(loaded) + 1) * len(task_list)
     world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
+    w = get_world(world, **world_args)
+    for t in task_list:
+        w.examples(t, 1, seed=0)  # an unknown task: one line before any job runs
     with ui.jobs("evaluate", total) as progress, get_executor(executor, address, workers) as ex:
         matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
                                 n, seed, world_args, progress=progress)

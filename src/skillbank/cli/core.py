@@ -131,6 +131,13 @@ def csv_list(value: str) -> list[str]:
         raise SkillError(f"expected a comma-separated list, got {value!r}")
     return items
 
+def _one_line(message: str) -> None:
+    """``error: MESSAGE`` on one line of stderr (newlines in it folded), exit 2."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    err.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -145,32 +152,30 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        app()
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Abort:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except typer.TyperException as e:  # a bad option or argument: one line, like every error
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        _one_line(f"{where}{message}{hint}")
     except (SkillError, LibraryError, ValueError, FileNotFoundError) as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _one_line(str(e))
     except OSError as e:  # a read-only or full disk, a missing directory: one line, no trace
-        where = f": {e.filename}" if e.filename else ""
-        err.print(f"error: {e.strerror or e}{where}", markup=False, highlight=False,
-                  soft_wrap=True)
-        sys.exit(2)
+        _one_line(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     except sqlite3.Error as e:
-        err.print(f"error: the library catalog cannot be used ({e}); run `skillbank verify`",
-                  markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _one_line(f"the library catalog cannot be used ({e}); run `skillbank verify`")
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
     except (RecursionError, MemoryError) as e:
-        err.print(f"error: the input is too large or too deeply nested ({type(e).__name__})",
-                  markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _one_line(f"the input is too large or too deeply nested ({type(e).__name__})")
     except Exception as e:  # a bug: still one line; SKILLBANK_DEBUG=1 shows the traceback
         if os.environ.get("SKILLBANK_DEBUG"):
             raise
-        first = str(e).splitlines()[0][:300] if str(e) else ""
-        err.print(f"error: internal error ({type(e).__name__}: {first}); please report it "
-                  "(SKILLBANK_DEBUG=1 shows the traceback)", markup=False, highlight=False,
-                  soft_wrap=True)
-        sys.exit(2)
-
+        _one_line(f"internal error ({type(e).__name__}: {str(e)[:300]}); please report it "
+                  "(SKILLBANK_DEBUG=1 shows the traceback)")
