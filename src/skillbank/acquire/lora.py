@@ -108,6 +108,7 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
                   for task, pool in pools.items())
     torch.manual_seed(recipe.seed)
     cfg = lora_config(recipe, base)
+    check_rank(model, cfg["target_modules"], recipe.rank)
     peft_model = get_peft_model(model, LoraConfig(
         r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
         lora_dropout=0.0, bias="none", fan_in_fan_out=cfg["fan_in_fan_out"]))
@@ -125,6 +126,18 @@ def train_lora(name: str, base: Base, recipe: LoraRecipe, checkpoint_root: Path 
         shutil.rmtree(ckpt, ignore_errors=True)
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
                  recipe=run_recipe, metrics={"train": {**train_metrics(log), "unk_tokens": unknown}})
+
+
+def check_rank(model: torch.nn.Module, targets: list[str], rank: int) -> None:
+    """SkillError if ``rank`` exceeds the smaller side of a targeted linear layer: ΔW = BA
+    cannot have a higher rank, and such factors only cost memory."""
+    shapes = [tuple(m.weight.shape) for name, m in model.named_modules()
+              if any(name == t or name.endswith(f".{t}") for t in targets)
+              and getattr(m, "weight", None) is not None and m.weight.ndim == 2]
+    limit = min((min(s) for s in shapes), default=rank)
+    if rank > limit:
+        raise SkillError(f"LoRA rank {rank} is more than the targeted layers allow (their "
+                         f"smaller side is {limit}): ΔW = BA has rank at most {limit}")
 
 
 @torch.no_grad()

@@ -124,6 +124,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     from ..evaluate.jobs import eval_matrix_on
     from ..run import get_executor
     from ..worlds import get_world, pinned_args
+    from ..worlds.base import check_n
 
     library = lib(write=True)
     loaded = [library.get(r) for r in (skills or [])]
@@ -137,6 +138,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     total = (len(loaded) + 1) * len(task_list)
     world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
     w = get_world(world, **world_args)
+    check_n(n)
     for t in task_list:
         w.examples(t, 1, seed=0)  # an unknown task: one line before any job runs
     with ui.jobs("evaluate", total) as progress, get_executor(executor, address, workers) as ex:

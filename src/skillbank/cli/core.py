@@ -116,13 +116,23 @@ class Ui(JobsBar):
         cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
                 TimeRemainingColumn()]
-        with Progress(*cols, console=err, transient=False) as p:
-            task = p.add_task(desc, total=total, loss="")
+        p = Progress(*cols, console=err, transient=False)
+        task = p.add_task(desc, total=total, loss="")
 
-            def update(step: int, loss: float | None) -> None:
-                p.update(task, completed=step, loss=f"loss {loss:.4f}" if loss is not None else "")
+        def update(step: int, loss: float | None) -> None:
+            if not p.live.is_started:  # shown from the first step: an error before any
+                p.start()              # work is the one line printed, with no stale bar
+            p.update(task, completed=step, loss=f"loss {loss:.4f}" if loss is not None else "")
 
+        try:
             yield update
+        except BaseException:
+            if p.live.is_started:
+                p.stop()
+            raise
+        if not p.live.is_started:
+            p.start()
+        p.stop()
 
 
 def csv_list(value: str) -> list[str]:

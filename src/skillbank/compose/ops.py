@@ -182,6 +182,10 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
             tensors, config, kind = merged, {}, "delta"
             errors = {"max": 0.0, "mean": 0.0}
         else:
+            limit = min((min(dw.shape) for dw in merged.values() if dw.ndim == 2), default=0)
+            if spec.rank > limit:
+                raise SkillError(f"rank {spec.rank} is more than the smallest merged matrix "
+                                 f"allows ({limit}); without a rank the merge is exact")
             tensors, per = {}, {}
             for p, dw in merged.items():
                 a, b, per[p] = merge.svd_factor(dw, spec.rank)

@@ -46,9 +46,15 @@ def check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
 
 
+MAX_EXAMPLES = 200_000  # per call: more is a typo, and would exhaust memory generating it
+
+
 def check_n(n: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
+    if n > MAX_EXAMPLES:
+        raise ValueError(f"n = {n:,} examples is more than a world generates at once "
+                         f"({MAX_EXAMPLES:,})")
 
 
 def make_rng(world: str, task: str, seed: int, split: str) -> random.Random:
