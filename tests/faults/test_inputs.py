@@ -16,6 +16,8 @@ from skillbank.library import Library
 from skillbank.skill import Skill, SkillError
 from skillbank.worlds.base import Example
 
+from tinyskills import random_lora, tiny_strings_library
+
 from .faults_helpers import cli, one_line_error
 
 
@@ -137,3 +139,24 @@ def test_metadata_that_looks_like_markup_prints_as_written(home):
     code, out, err = cli("--home", home, "show", "m")
     assert code == 0 and err == ""
     assert "[/bold] [red]alarm[/red]" in out and "\x1b" not in out
+
+
+def test_sizes_that_would_exhaust_memory_are_refused(tmp_path):
+    """A LoRA rank beyond a layer's smaller side, a merge re-factored to more than a matrix
+    allows, a billion examples: each a one-line refusal, not minutes of work or an OOM."""
+    from skillbank.acquire.lora import check_rank
+    from skillbank.compose.ops import MergeSpec, merge_skills
+    from skillbank.worlds import get_world
+
+    lib, base, _ = tiny_strings_library(tmp_path)
+    model = base.load_model()
+    check_rank(model, ["q_proj", "v_proj"], 32)  # hidden 32: rank 32 is the most that means anything
+    with pytest.raises(SkillError, match="rank 33 is more than the targeted layers allow"):
+        check_rank(model, ["q_proj", "v_proj"], 33)
+    a, b = random_lora(lib, base, "a", 0), random_lora(lib, base, "b", 1)
+    assert merge_skills("m", [a, b], MergeSpec("linear", rank=32)).config["r"] == 32
+    with pytest.raises(SkillError, match="rank 33 is more than the smallest merged matrix allows"):
+        merge_skills("m", [a, b], MergeSpec("linear", rank=33))
+    with pytest.raises(ValueError, match="more than a world generates at once"):
+        get_world("strings").examples("rev", 10**9, seed=0)
+    lib.close()
