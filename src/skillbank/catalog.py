@@ -76,7 +76,19 @@ def _schema_version(home: Path, row: tuple | None) -> int | None:
     return int(row[0])
 
 
-def _damaged(home: Path, e: sqlite3.DatabaseError) -> CatalogDamaged:
+def _damaged(home: Path, e: sqlite3.DatabaseError) -> LibraryError:
+    """The error for a catalog SQLite refused: damage (``CatalogDamaged``), or — for an
+    OperationalError (I/O, a full disk, no access) — the home's circumstances, which no
+    restore from a backup would fix."""
+    if isinstance(e, sqlite3.OperationalError):
+        import shutil
+
+        try:
+            full = shutil.disk_usage(home).free < 1 << 20
+        except OSError:
+            full = False
+        why = "the disk holding it is full" if full else "check the disk and permissions"
+        return LibraryError(f"library {home}: the catalog cannot be opened ({e}): {why}")
     return CatalogDamaged(f"library {home}: catalog.sqlite cannot be read ({e}); run "
                           "`skillbank verify` and restore the catalog from a backup")
 

@@ -157,3 +157,51 @@ def test_every_command_on_a_read_only_home(sound, tmp_path):
             assert one_line_error(code, err) and "read-only" in err, (label, code, err)
     assert (tmp_path / "out" / "exported" / "adapter_model.safetensors").is_file()
     assert lost(before, snapshot(home)) == []
+
+
+_FULL_SCRIPT = """
+import json, os, shutil, sys
+sys.path.insert(0, {tests!r})
+from faults.faults_helpers import cli, snapshot
+home = {home!r}
+shutil.copytree({sound_home!r}, home, symlinks=True)
+before = snapshot(__import__("pathlib").Path(home))
+with open(os.path.join({mount!r}, "filler"), "wb", buffering=0) as f:  # fill the disk up
+    for size in (65536, 4096, 512, 1):
+        try:
+            while True:
+                f.write(b"\\0" * size)
+        except OSError:
+            pass
+res = {{"import": cli("--home", home, "import", {adapter!r}, "--name", "i", "--base", "tiny"),
+        "train": cli("--home", home, "train", "t", "--base", "tiny", "--task", "rev", "--steps", "1"),
+        "tag": cli("--home", home, "tag", "a@1", "stable")}}
+os.unlink(os.path.join({mount!r}, "filler"))
+res["verify"] = cli("--home", home, "verify")
+res["list"] = cli("--home", home, "list", "--json")
+after = snapshot(__import__("pathlib").Path(home))
+res["lost"] = sorted(k for k, v in before.items() if after.get(k) != v and not k.startswith("catalog"))
+res["tmp"] = sorted(os.listdir(os.path.join(home, "tmp")))
+print("RESULT" + json.dumps(res))
+"""
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare for a tiny tmpfs")
+def test_writes_to_a_home_on_a_full_disk_fail_in_one_line_and_lose_nothing(sound, tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    script = _FULL_SCRIPT.format(tests=str(HERE.parent), home=str(mount / "home"), mount=str(mount),
+                                 sound_home=str(sound / "home"), adapter=str(sound / "adapter"))
+    shell = f"mount -t tmpfs -o size=1m tmpfs {mount} && exec {sys.executable} -c \"$SCRIPT\""
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True,
+                          env={**os.environ, "SCRIPT": script}, timeout=300)
+    assert "RESULT" in proc.stdout, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.split("RESULT", 1)[1])
+    for label in ("import", "train", "tag"):
+        code, out, err = res[label]
+        assert one_line_error(code, err), (label, err)
+        assert any(why in err for why in ("No space left on device", "database or disk is full",
+                                          "the disk holding it is full")), (label, err)
+    assert res["verify"][0] == 0, res["verify"]
+    assert sorted(r["name"] for r in json.loads(res["list"][1])) == ["a", "g"]
+    assert res["lost"] == [] and res["tmp"] == []
