@@ -1,0 +1,76 @@
+"""KnOTS, RegMean and Fisher merging against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skillbank.compose import merge
+from skillbank.compose.fisher import fisher_merge
+from skillbank.compose.knots import aligned, knots
+from skillbank.compose.regmean import regmean, shrink
+
+
+def test_knots_basis_reproduces_every_member_and_linear_knots_is_task_arithmetic():
+    g = torch.Generator().manual_seed(0)
+    taus = [torch.randn(5, 3, generator=g) @ torch.randn(3, 4, generator=g) for _ in range(3)]
+    u, reps = aligned(taus)
+    for t, r in zip(taus, reps, strict=True):
+        assert torch.allclose((u @ r).float(), t, atol=1e-5)
+    assert torch.allclose(knots(taus, inner="linear"), merge.task_arithmetic(taus), atol=1e-5)
+    w = [0.5, 2.0, -1.0]
+    assert torch.allclose(knots(taus, w, inner="linear"), merge.task_arithmetic(taus, w), atol=1e-5)
+
+
+def test_knots_ties_by_hand():
+    # [ΔW_1 ΔW_2] = [[3, 0, -1, 0], [0, 0, 0, 0]]: rank 1, U = ±e_1, reps [[3, 0]] and [[-1, 0]]
+    # (signs together). TIES keeps all (density 1), elects + (3 - 1 > 0), and averages the
+    # agreeing member only: merged rep [[3, 0]], ΔW = [[3, 0], [0, 0]] (linear would give 2).
+    taus = [torch.tensor([[3.0, 0.0], [0.0, 0.0]]), torch.tensor([[-1.0, 0.0], [0.0, 0.0]])]
+    assert torch.allclose(knots(taus, inner="ties", density=1.0), torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
+    assert torch.allclose(knots(taus, inner="linear"), torch.tensor([[2.0, 0.0], [0.0, 0.0]]))
+    zero = [torch.zeros(2, 2), torch.zeros(2, 2)]
+    assert torch.equal(knots(zero), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="ties or linear"):
+        knots(taus, inner="dare")
+
+
+def test_regmean_by_hand():
+    # G_1 = diag(2, 1), G_2 = I, τ_1 = [1, 1], τ_2 = [4, -1] (one output row):
+    # ΔWᵀ = diag(1/3, 1/2) · ([2, 1] + [4, -1]) = [2, 0]
+    g1, g2 = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.eye(2)
+    t1, t2 = torch.tensor([[1.0, 1.0]]), torch.tensor([[4.0, -1.0]])
+    assert torch.allclose(regmean([t1, t2], [g1, g2], alpha=1.0), torch.tensor([[2.0, 0.0]]))
+    # shrinking off-diagonals: α G + (1 - α) diag G
+    g = torch.tensor([[4.0, 2.0], [2.0, 3.0]])
+    assert torch.allclose(shrink(g, 0.5), torch.tensor([[4.0, 1.0], [1.0, 3.0]]))
+
+
+def test_regmean_is_the_least_squares_merge():
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(20, 4, generator=g) for _ in range(3)]
+    taus = [torch.randn(3, 4, generator=g) for _ in range(3)]
+    grams = [x.T @ x for x in xs]
+    got = regmean(taus, grams, alpha=1.0)
+    a = torch.cat(xs).double()
+    b = torch.cat([x @ t.T for x, t in zip(xs, taus, strict=True)]).double()
+    want = torch.linalg.lstsq(a, b).solution.T.float()  # argmin Σ ‖X_i Wᵀ − X_i ΔW_iᵀ‖²
+    assert torch.allclose(got, want, atol=1e-5)
+    # α = 0: each input feature j a Gram-diagonal-weighted mean of the members' column j
+    got0 = regmean(taus, grams, alpha=0.0)
+    d = torch.stack([torch.diagonal(gr) for gr in grams])  # (members, in)
+    want0 = sum(d[i] * taus[i] for i in range(3)) / d.sum(0)
+    assert torch.allclose(got0, want0, atol=1e-5)
+    # equal Grams: the plain mean; a singular total (a feature nobody saw) still solves
+    assert torch.allclose(regmean(taus, [torch.eye(4)] * 3, alpha=1.0), torch.stack(taus).mean(0), atol=1e-6)
+    blind = torch.diag(torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    assert torch.isfinite(regmean(taus, [blind] * 3, alpha=1.0)).all()
+
+
+def test_fisher_merge_by_hand():
+    # entry 0: (1·4 + 3·0) / (1 + 3) = 1; entry 1: no Fisher anywhere, so the floor's mean (2 + 6) / 2 = 4
+    taus = [torch.tensor([4.0, 2.0]), torch.tensor([0.0, 6.0])]
+    fishers = [torch.tensor([1.0, 0.0]), torch.tensor([3.0, 0.0])]
+    assert torch.allclose(fisher_merge(taus, fishers), torch.tensor([1.0, 4.0]), atol=1e-5)
+    # λ weights scale each member's Fisher: (2·1·4) / (2·1 + 3) = 1.6 on entry 0
+    assert torch.allclose(fisher_merge(taus, fishers, [2.0, 1.0])[0], torch.tensor(1.6), atol=1e-5)
