@@ -74,3 +74,61 @@ def test_fisher_merge_by_hand():
     assert torch.allclose(fisher_merge(taus, fishers), torch.tensor([1.0, 4.0]), atol=1e-5)
     # λ weights scale each member's Fisher: (2·1·4) / (2·1 + 3) = 1.6 on entry 0
     assert torch.allclose(fisher_merge(taus, fishers, [2.0, 1.0])[0], torch.tensor(1.6), atol=1e-5)
+
+
+# -- on a real (tiny) model: the statistics and the merges through merge_skills -------------
+def _tiny(tmp_path):
+    from dataclasses import replace
+
+    from tinyskills import random_lora, tiny_strings_library
+
+    lib, base, tok = tiny_strings_library(tmp_path)
+    a, b = (replace(random_lora(lib, base, n, seed, scale=0.3), recipe={"world": "strings", "task": t})
+            for n, seed, t in (("a", 0, "rev"), ("b", 1, "sort")))
+    return lib, base, tok, a, b
+
+
+def test_gram_matrices_are_the_layer_inputs_gram(tmp_path):
+    from skillbank.acquire.data import training_batch
+    from skillbank.compose.stats import gram_matrices
+    from skillbank.worlds import get_world
+
+    lib, base, tok, a, _ = _tiny(tmp_path)
+    model = base.load_model([a])
+    examples = get_world("strings").examples("rev", 3, seed=0)
+    param = "model.layers.0.self_attn.q_proj.weight"
+    got = gram_matrices(model, tok, examples, [param])[param]
+    batch = training_batch(tok, examples)  # independently: layer 0's q_proj reads norm(embeddings)
+    with torch.no_grad():
+        hidden = model(**{k: batch[k] for k in ("input_ids", "attention_mask")},
+                       output_hidden_states=True).hidden_states[0]
+        x = model.model.layers[0].input_layernorm(hidden).reshape(-1, hidden.shape[-1])
+    x = x[batch["attention_mask"].reshape(-1).bool()].double()
+    assert torch.allclose(got.double(), x.T @ x, rtol=1e-4, atol=1e-4)
+    lib.close()
+
+
+def test_data_aware_merges_through_merge_skills(tmp_path):
+    from skillbank.compose.ops import MergeSpec, merge_skills
+    from skillbank.skill import SkillError
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    # RegMean of a skill with itself is that skill (equal Grams: the mean)
+    same = merge_skills("m", [a, a], MergeSpec("regmean", examples=4), base)
+    for p, dw in a.delta().items():
+        assert torch.allclose(same.tensors[p], dw, atol=1e-4)
+    fisher = merge_skills("f", [a, b], MergeSpec("fisher", examples=4), base)
+    assert fisher.kind == "delta" and all(torch.isfinite(t).all() for t in fisher.tensors.values())
+    assert fisher.recipe["examples"] == 4 and fisher.lineage == [a.ref, b.ref]
+    lin = merge_skills("k", [a, b], MergeSpec("knots", inner="linear"))
+    ta = merge_skills("t", [a, b], MergeSpec("task_arithmetic"))
+    for p in ta.tensors:
+        assert torch.allclose(lin.tensors[p], ta.tensors[p], atol=1e-4)
+    with pytest.raises(SkillError, match="needs the base"):
+        merge_skills("m", [a, b], MergeSpec("regmean"))
+    no_task = a.__class__(**{**a.__dict__, "recipe": {}})
+    with pytest.raises(SkillError, match="does not record its world and task"):
+        merge_skills("m", [no_task, b], MergeSpec("fisher", examples=2), base)
+    with pytest.raises(SkillError, match="alpha must be in"):
+        merge_skills("m", [a, b], MergeSpec("regmean", alpha=2.0), base)
+    lib.close()

@@ -18,7 +18,7 @@ PANEL = "Compose"
 @app.command("compose", rich_help_panel=PANEL)
 def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed skill.")],
                 members: Annotated[str, typer.Option("--from", help="Comma-separated skills NAME[@VERSION].")],
-                method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++.")] = "linear",
+                method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap, knots. Data-aware: regmean, fisher. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++.")] = "linear",
                 weights: Annotated[str | None, typer.Option(help="Comma-separated weight per skill (default 1 each).")] = None,
                 density: Annotated[float, typer.Option(help="Fraction kept by ties/dare/magnitude_prune.")] = 0.2,
                 rank: Annotated[int | None, typer.Option(help="Re-factor to a LoRA of this rank (SVD); default: exact delta.")] = None,
@@ -29,6 +29,9 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 task: Annotated[str | None, typer.Option(help="lorahub: the new task whose few examples pick the weights.")] = None,
                 tasks: Annotated[str | None, typer.Option(help="scalearn*: target tasks (default: the members' tasks).")] = None,
                 examples: Annotated[int, typer.Option(min=1, help="lorahub: examples of the new task.")] = 5,
+                inner: Annotated[str, typer.Option(help="knots: merge of the aligned vectors, ties or linear.")] = "ties",
+                alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="regmean: off-diagonal shrinkage of the Gram matrices.")] = 0.9,
+                stat_examples: Annotated[int, typer.Option(min=1, max=100_000, help="regmean, fisher: unlabeled inputs per member for its statistics.")] = 64,
                 steps: Annotated[int | None, typer.Option(min=1, help="Learned methods: search steps (lorahub, default 40) or training steps (scalearn*, default 300).")] = None,
                 lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω.")] = 5e-2,
                 pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
@@ -74,8 +77,9 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         except ValueError:
             raise SkillError("--weights are numbers and --swap are integers, comma-separated") from None
         spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
-                         sign_method=sign_method, convention=convention, swap=sw)
-        merged = merge_skills(new, skills, spec)
+                         sign_method=sign_method, convention=convention, swap=sw, inner=inner,
+                         alpha=alpha, examples=stat_examples)
+        merged = merge_skills(new, skills, spec, base)
     if evaluate:
         merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)
         if method == "lorahub" and task not in member_tasks(skills):

@@ -29,7 +29,8 @@ def _compose_stored(lib: Library, spec: dict) -> dict | None:
 
 def _compose(worker, lib: Library, spec: dict) -> dict:
     members = [lib.get(r) for r in spec["members"]]
-    skill, new = lib.store(merge_skills(spec["name"], members, MergeSpec(**spec["merge"])))
+    base = lib.base(spec["base"]) if "base" in spec else lib.base_of(members[0])
+    skill, new = lib.store(merge_skills(spec["name"], members, MergeSpec(**spec["merge"]), base))
     return {"ref": skill.ref, "new": new, "merge_error": skill.metrics["merge_error"]["max"]}
 
 

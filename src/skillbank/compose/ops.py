@@ -18,11 +18,18 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..arch import LAYER_INDEX
+from ..base import Base
 from ..skill import Skill, SkillError, lora_modules, lora_scale
 from . import merge
+from .fisher import fisher_merge
+from .knots import knots
+from .regmean import average as regmean_average
+from .regmean import regmean
+from .stats import member_stats
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune",
-           "cat", "layer_swap", "graft_union")
+           "cat", "layer_swap", "graft_union", "knots", "regmean", "fisher")
+DATA_AWARE = {"regmean": "gram", "fisher": "fisher"}  # method → the member statistics it needs
 _LAYER = LAYER_INDEX  # a parameter's block: its first numeric path component
 
 
@@ -37,6 +44,9 @@ class MergeSpec:
     convention: str = "peft"
     swap: list[int] | None = None  # layer_swap: member index for each layer
     on_overlap: str = "mean"  # graft_union: mean | sum | refuse where grafts share an entry
+    inner: str = "ties"  # knots: the merge of the aligned vectors (ties | linear)
+    alpha: float = 0.9  # regmean: off-diagonal shrinkage of the Gram matrices
+    examples: int = 64  # regmean, fisher: unlabeled inputs per member for its statistics
 
     def check(self, n: int) -> None:
         if self.method not in METHODS:
@@ -55,6 +65,13 @@ class MergeSpec:
             raise SkillError("graft_union keeps the grafts sparse: it takes no rank")
         if self.rank is not None and self.rank < 1:
             raise SkillError(f"rank must be ≥ 1, got {self.rank}")
+        if self.inner not in ("ties", "linear"):
+            raise SkillError(f"inner must be ties or linear, not {self.inner!r}")
+        if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
+            raise SkillError(f"alpha must be in [0, 1], got {self.alpha}")
+        if isinstance(self.examples, bool) or not isinstance(self.examples, int) \
+                or not 1 <= self.examples <= 100_000:
+            raise SkillError(f"examples must be an integer in [1, 100000], got {self.examples!r}")
 
 
 def check_members(skills: Sequence[Skill]) -> None:
@@ -77,8 +94,19 @@ def aligned_deltas(skills: Sequence[Skill]) -> dict[str, list[torch.Tensor]]:
     return out
 
 
-def merge_param(taus: list[torch.Tensor], spec: MergeSpec, param: str, index: int) -> torch.Tensor:
+def merge_param(taus: list[torch.Tensor], spec: MergeSpec, param: str, index: int,
+                stats: list[dict[str, torch.Tensor]] | None = None) -> torch.Tensor:
     m, w = spec.method, spec.weights
+    if m == "knots":
+        return knots(taus, w, spec.inner, spec.density, spec.sign_method, spec.convention)
+    if m == "regmean":
+        grams = [s.get(param) for s in stats]
+        if taus[0].dim() != 2 or any(g is None for g in grams):
+            return regmean_average(taus)
+        return regmean(taus, grams, spec.alpha, w)
+    if m == "fisher":
+        fishers = [s.get(param, torch.zeros_like(t)) for s, t in zip(stats, taus, strict=True)]
+        return fisher_merge(taus, fishers, w)
     seed = spec.seed * 100003 + index  # a distinct, reproducible DARE mask per matrix
     if m in ("linear", "task_arithmetic"):
         return merge.task_arithmetic(taus, w)
@@ -162,10 +190,24 @@ def _graft_union(skills: Sequence[Skill], spec: MergeSpec) -> tuple[dict, dict, 
     return tensors, {"shapes": {p: shapes[p] for p in sorted(shapes)}}, stats
 
 
-def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
-    """Merge ``skills`` into a new (unsaved) skill whose lineage names every member."""
+def member_statistics(base: Base | None, skills: Sequence[Skill], spec: MergeSpec,
+                      params: Sequence[str]) -> list[dict[str, torch.Tensor]] | None:
+    """Each member's statistics for a data-aware ``spec`` (``stats.member_stats``), else None."""
+    kind = DATA_AWARE.get(spec.method)
+    if kind is None:
+        return None
+    if base is None:
+        raise SkillError(f"{spec.method} needs the base, to compute the members' {kind} statistics")
+    return [member_stats(base, s, kind, params, spec.examples, spec.seed) for s in skills]
+
+
+def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base | None = None) -> Skill:
+    """Merge ``skills`` into a new (unsaved) skill whose lineage names every member; a
+    data-aware method (``DATA_AWARE``) computes its members' statistics on ``base``."""
     check_members(skills)
     spec.check(len(skills))
+    if base is not None and base.fingerprint != skills[0].base:
+        raise SkillError(f"the members were made on base {skills[0].base[:12]}, not {base.name}")
     errors: dict[str, float] = {}
     extra: dict = {}
     if spec.method == "graft_union":
@@ -177,7 +219,9 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec) -> Skill:
         tensors, config = _cat(skills, spec)
         kind, errors = "lora", {"max": 0.0, "mean": 0.0}
     else:
-        merged = {p: merge_param(t, spec, p, i) for i, (p, t) in enumerate(aligned_deltas(skills).items())}
+        taus = aligned_deltas(skills)
+        stats = member_statistics(base, skills, spec, list(taus))
+        merged = {p: merge_param(t, spec, p, i, stats) for i, (p, t) in enumerate(taus.items())}
         if spec.rank is None:
             tensors, config, kind = merged, {}, "delta"
             errors = {"max": 0.0, "mean": 0.0}

@@ -1,0 +1,122 @@
+"""What a data-aware merge knows of each member: statistics of the member's own behaviour on
+its task's unlabeled inputs (docs/methods.md §2).
+
+- ``gram``:   G = Xᵀ X of every adapted linear layer's inputs (RegMean), summed over the
+              tokens of the inputs and the member's own answers;
+- ``fisher``: the diagonal empirical Fisher of every adapted weight, the mean over examples
+              of (∂ log p(ŷ | x) / ∂W)² where ŷ is the member's own greedy answer (Fisher
+              merging's "the model's predictions", with greedy decoding standing in for
+              sampling from the model: one answer per input, deterministic).
+
+No target is ever read: the inputs are a world's train-split prompts and the answers are
+the member's. Both are computed with the member applied to the base (its fine-tuned model,
+as in both papers) on ``n`` inputs drawn with ``seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..base import Base
+from ..skill import Skill, SkillError
+from ..worlds import get_world
+from ..worlds.base import Example
+
+KINDS = ("gram", "fisher")
+
+
+def own_answers(model, tokenizer, examples: Sequence[Example], max_new_tokens: int) -> list[Example]:
+    """``examples`` with each target replaced by the model's own greedy answer."""
+    from ..evaluate.generate import greedy
+
+    answers = greedy(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens)
+    return [Example(ex.task, ex.prompt, tokenizer.decode(a)) for ex, a in zip(examples, answers, strict=True)]
+
+
+def _modules(model: torch.nn.Module, params: Sequence[str]) -> dict[str, torch.nn.Linear]:
+    wanted = {p.removesuffix(".weight") for p in params}
+    return {name: m for name, m in model.named_modules()
+            if name in wanted and isinstance(m, torch.nn.Linear)}
+
+
+@torch.no_grad()
+def gram_matrices(model, tokenizer, examples: Sequence[Example], params: Sequence[str],
+                  batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """``{param: Xᵀ X}`` of each linear layer's inputs over every non-pad token."""
+    from ..acquire.data import training_batch
+
+    mods = _modules(model, params)
+    grams = {f"{n}.weight": torch.zeros(m.in_features, m.in_features, dtype=torch.float64)
+             for n, m in mods.items()}
+    mask_now: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def accumulate(_module, inputs):
+            x = inputs[0].reshape(-1, inputs[0].shape[-1])[mask_now["m"]].double()
+            grams[f"{name}.weight"] += x.T @ x
+        return accumulate
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
+    try:
+        for i in range(0, len(examples), batch_size):
+            batch = training_batch(tokenizer, examples[i:i + batch_size])
+            mask_now["m"] = batch["attention_mask"].reshape(-1).bool()
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: v.float() for k, v in grams.items()}
+
+
+def fisher_diagonal(model, tokenizer, examples: Sequence[Example],
+                    params: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``{param: mean over examples of (∂ log p(answer | prompt) / ∂W)²}``, one example at a
+    time (the Fisher squares per-example gradients, not a batch's)."""
+    from ..acquire.data import training_batch
+
+    named = dict(model.named_parameters())
+    missing = [p for p in params if p not in named]
+    if missing:
+        raise SkillError(f"the base has no parameter {missing[0]}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        named[p].requires_grad_(True)
+    fisher = {p: torch.zeros_like(named[p], dtype=torch.float64) for p in params}
+    try:
+        for ex in examples:
+            batch = training_batch(tokenizer, [ex])
+            loss = model(**batch).loss * int((batch["labels"] != -100).sum())  # −Σ log p
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            for p in params:
+                fisher[p] += named[p].grad.double() ** 2
+    finally:
+        for p in params:
+            named[p].requires_grad_(False)
+            named[p].grad = None
+    return {p: (f / max(1, len(examples))).float() for p, f in fisher.items()}
+
+
+def member_stats(base: Base, member: Skill, kind: str, params: Sequence[str], n: int,
+                 seed: int) -> dict[str, torch.Tensor]:
+    """``kind`` statistics of ``member`` for ``params`` on ``n`` of its task's train inputs."""
+    if kind not in KINDS:
+        raise SkillError(f"unknown statistics {kind!r}; expected one of {', '.join(KINDS)}")
+    if base.kind != "causal":
+        raise SkillError(f"{kind} statistics are computed for generation skills; {base.name} is "
+                         f"an {base.kind} base")
+    world_name, task = member.recipe.get("world"), member.recipe.get("task")
+    if not world_name or not task:
+        raise SkillError(f"{member.ref} does not record its world and task (a merge, an import?): "
+                         "a data-aware merge needs each member's task inputs")
+    world = get_world(world_name, **member.recipe.get("world_args", {}))
+    inputs = world.examples(task, n, seed=seed, split="train")
+    model = base.load_model([member])
+    tokenizer = base.load_tokenizer()
+    examples = own_answers(model, tokenizer, inputs, world.max_target_len(task) + 1)
+    if kind == "gram":
+        return gram_matrices(model, tokenizer, examples, params)
+    return fisher_diagonal(model, tokenizer, examples, params)
