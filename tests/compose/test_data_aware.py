@@ -132,3 +132,40 @@ def test_data_aware_merges_through_merge_skills(tmp_path):
     with pytest.raises(SkillError, match="alpha must be in"):
         merge_skills("m", [a, b], MergeSpec("regmean", alpha=2.0), base)
     lib.close()
+
+
+def test_the_advisor_keeps_the_best_candidate_and_the_whole_table(tmp_path, monkeypatch):
+    """Scores are stubbed per candidate (the merges themselves are real): the chosen skill is
+    the best-scoring merge, ties go to the earlier candidate, every row is kept."""
+    import skillbank.compose.advisor as advisor
+    from skillbank.compose.ops import MergeSpec
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    score = {"alone": {"rev": 0.8, "sort": 0.5}}
+    composed_by_method = {"linear": {"rev": 0.4, "sort": 0.1}, "ties": {"rev": 0.8, "sort": 0.25},
+                          "knots": {"rev": 0.8, "sort": 0.25}}
+
+    def fake_exact_match(base_, skills, world, tasks, n, seed):
+        s = skills[0]
+        if s.name in ("a", "b"):
+            return {t: score["alone"][t] for t in tasks}
+        return {t: composed_by_method[s.recipe["method_name"]][t] for t in tasks}
+
+    real_merge = advisor.merge_skills
+
+    def tagged_merge(name, members, spec, base_=None, stats=None):
+        m = real_merge(name, members, spec, base_, stats=stats)
+        m.recipe["method_name"] = spec.method
+        return m
+
+    monkeypatch.setattr(advisor, "exact_match_by_task", fake_exact_match)
+    monkeypatch.setattr(advisor, "merge_skills", tagged_merge)
+    grid = [MergeSpec("linear"), MergeSpec("ties", density=0.5), MergeSpec("knots")]
+    best = advisor.advise("auto", base, [a, b], "strings", k=3, grid=grid)
+    table = best.metrics["advisor"]
+    # linear: (0.4/0.8 + 0.1/0.5) / 2 = 0.35; ties and knots: (1.0 + 0.5) / 2 = 0.75 → ties, the earlier
+    assert [round(r["mean"], 6) for r in table["tried"]] == [0.35, 0.75, 0.75]
+    assert table["chosen"]["method"] == "ties" and table["chosen"]["settings"] == {"density": 0.5}
+    assert best.recipe["method"] == "ties" and best.recipe["density"] == 0.5
+    assert len(advisor.candidates(2)) == 8 and len(advisor.candidates(3)) == 9  # 1/2 = 0.5: one row
+    lib.close()

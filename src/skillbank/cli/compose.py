@@ -28,7 +28,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 world: Annotated[str | None, typer.Option(help="Learned methods: world of the examples (default: the members' world).")] = None,
                 task: Annotated[str | None, typer.Option(help="lorahub: the new task whose few examples pick the weights.")] = None,
                 tasks: Annotated[str | None, typer.Option(help="scalearn*: target tasks (default: the members' tasks).")] = None,
-                examples: Annotated[int, typer.Option(min=1, help="lorahub: examples of the new task.")] = 5,
+                examples: Annotated[int | None, typer.Option(min=1, max=10_000, help="lorahub: examples of the new task (default 5); auto: held-out inputs per member task that pick the merge (default 50).")] = None,
                 inner: Annotated[str, typer.Option(help="knots: merge of the aligned vectors, ties or linear.")] = "ties",
                 alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="regmean: off-diagonal shrinkage of the Gram matrices.")] = 0.9,
                 stat_examples: Annotated[int, typer.Option(min=1, max=100_000, help="regmean, fisher: unlabeled inputs per member for its statistics.")] = 64,
@@ -45,8 +45,8 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import METHODS, MergeSpec, merge_skills
 
-    if method not in METHODS + LEARNED:
-        raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS + LEARNED)}")
+    if method not in METHODS + LEARNED + ("auto",):
+        raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS + LEARNED)} or auto")
     library = lib(write=True)
     skills = [library.get(r) for r in csv_list(members)]
     base = library.base_of(skills[0])
@@ -59,8 +59,15 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
             raise SkillError("lorahub needs --task: the new task whose examples pick the weights")
         total = steps or 40
         with ui.bar(f"lorahub {new}", total) as step:
-            merged = lorahub(new, base, skills, world, task, examples=examples, steps=total,
+            merged = lorahub(new, base, skills, world, task, examples=examples or 5, steps=total,
                              seed=seed, progress=step)
+    elif method == "auto":
+        from ..compose.advisor import advise, candidates
+
+        grid = candidates(len(skills), seed)
+        with ui.bar(f"auto {new}", len(grid)) as step:
+            merged = advise(new, base, skills, world, k=examples or 50, seed=seed, grid=grid,
+                            progress=step)
     elif method in LEARNED:
         from ..compose.scalearn import ScaLearnRecipe, train_scalearn
 
@@ -99,6 +106,14 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
     elif method in LEARNED:
         table(f"{method}: mean ω per member", ["member", "mean ω"],
               [[k, v] for k, v in merged.metrics["omega_mean"].items()])
+    elif method == "auto":
+        adv = merged.metrics["advisor"]
+        tasks_ = list(adv["alone"])
+        table(f"merge advisor: normalised accuracy on {adv['k']} selection inputs per task "
+              f"(chosen: {adv['chosen']['method']} {adv['chosen']['settings'] or ''})",
+              ["method", "settings", *tasks_, "mean", "s"],
+              [[r["method"], _short_settings(r["settings"]),
+                *[r["normalised"][t] for t in tasks_], r["mean"], r["seconds"]] for r in adv["tried"]])
     diag = merged.metrics["diagnostics"]
     if diag["cosine"]:
         table("pairwise cosine of ΔW", ["pair", "cosine"], [[k, v] for k, v in diag["cosine"].items()])
@@ -109,6 +124,17 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
               [[t, comp["composed"][t], comp["alone"][t], comp["normalised"][t]] for t in comp["alone"]])
         for t, em in comp.get("new_task", {}).items():
             out.print(f"exact match on the new task {t}: {em:.3f}")
+
+
+def _short_settings(settings: dict) -> str:
+    """``w=0.5 density=0.5``: a candidate's settings in a table cell (equal weights once)."""
+    parts = []
+    for k, v in settings.items():
+        if k == "weights" and v and len(set(v)) == 1:
+            parts.append(f"w={v[0]:.3g}")
+        else:
+            parts.append(f"{k}={v}")
+    return " ".join(parts) or "-"
 
 
 @app.command("route", rich_help_panel=PANEL)

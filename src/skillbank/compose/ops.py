@@ -201,9 +201,11 @@ def member_statistics(base: Base | None, skills: Sequence[Skill], spec: MergeSpe
     return [member_stats(base, s, kind, params, spec.examples, spec.seed) for s in skills]
 
 
-def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base | None = None) -> Skill:
+def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base | None = None,
+                 stats: list[dict[str, torch.Tensor]] | None = None) -> Skill:
     """Merge ``skills`` into a new (unsaved) skill whose lineage names every member; a
-    data-aware method (``DATA_AWARE``) computes its members' statistics on ``base``."""
+    data-aware method (``DATA_AWARE``) computes its members' statistics on ``base`` (or
+    takes them as ``stats``, computed by :func:`member_statistics` for the same spec)."""
     check_members(skills)
     spec.check(len(skills))
     if base is not None and base.fingerprint != skills[0].base:
@@ -220,7 +222,8 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
         kind, errors = "lora", {"max": 0.0, "mean": 0.0}
     else:
         taus = aligned_deltas(skills)
-        stats = member_statistics(base, skills, spec, list(taus))
+        if stats is None:
+            stats = member_statistics(base, skills, spec, list(taus))
         merged = {p: merge_param(t, spec, p, i, stats) for i, (p, t) in enumerate(taus.items())}
         if spec.rank is None:
             tensors, config, kind = merged, {}, "delta"
