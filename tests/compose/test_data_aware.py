@@ -169,3 +169,31 @@ def test_the_advisor_keeps_the_best_candidate_and_the_whole_table(tmp_path, monk
     assert best.recipe["method"] == "ties" and best.recipe["density"] == 0.5
     assert len(advisor.candidates(2)) == 8 and len(advisor.candidates(3)) == 9  # 1/2 = 0.5: one row
     lib.close()
+
+
+def test_rank_for_error_by_hand():
+    # singular values 3, 2, 1: errors at k = 1, 2, 3 are √5/√14 = 0.598, 1/√14 = 0.267, 0
+    dw = torch.diag(torch.tensor([3.0, 2.0, 1.0]))
+    assert merge.rank_for_error(dw, 0.6) == 1
+    assert merge.rank_for_error(dw, 0.5) == 2
+    assert merge.rank_for_error(dw, 0.267) == 3  # 1/√14 = 0.26726 > 0.267: rank 3
+    assert merge.rank_for_error(dw, 0.2673) == 2
+    assert merge.rank_for_error(dw, 0.0) == 3
+    assert merge.rank_for_error(torch.zeros(2, 2), 0.1) == 1
+
+
+def test_a_rank_budget_re_factors_to_the_smallest_rank_that_meets_it(tmp_path):
+    from skillbank.compose.ops import MergeSpec, merge_skills
+    from skillbank.skill import SkillError
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    m = merge_skills("m", [a, b], MergeSpec("linear", rank_budget=0.05))
+    r = m.metrics["rank_budget"]["rank"]
+    assert m.kind == "lora" and m.config["r"] == r and m.metrics["merge_error"]["max"] <= 0.05
+    assert r <= 4  # two rank-2 members: the sum has rank ≤ 4, so error 0 at 4
+    loose = merge_skills("l", [a, b], MergeSpec("linear", rank_budget=0.9))
+    assert loose.config["r"] <= r
+    for bad, msg in [(dict(rank_budget=1.0), "in \\[0, 1\\)"), (dict(rank=2, rank_budget=0.1), "not both")]:
+        with pytest.raises(SkillError, match=msg):
+            merge_skills("x", [a, b], MergeSpec("linear", **bad))
+    lib.close()

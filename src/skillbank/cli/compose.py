@@ -22,6 +22,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 weights: Annotated[str | None, typer.Option(help="Comma-separated weight per skill (default 1 each).")] = None,
                 density: Annotated[float, typer.Option(help="Fraction kept by ties/dare/magnitude_prune.")] = 0.2,
                 rank: Annotated[int | None, typer.Option(help="Re-factor to a LoRA of this rank (SVD); default: exact delta.")] = None,
+                rank_budget: Annotated[float | None, typer.Option(help="Re-factor to the smallest LoRA rank whose relative error is ≤ this (e.g. 0.05).")] = None,
                 convention: Annotated[str, typer.Option(help="TIES convention: peft or mergekit.")] = "peft",
                 sign_method: Annotated[str, typer.Option(help="TIES sign vote: total or frequency.")] = "total",
                 swap: Annotated[str | None, typer.Option(help="layer_swap: member index per layer, e.g. 0,0,1.")] = None,
@@ -85,7 +86,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
             raise SkillError("--weights are numbers and --swap are integers, comma-separated") from None
         spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
                          sign_method=sign_method, convention=convention, swap=sw, inner=inner,
-                         alpha=alpha, examples=stat_examples)
+                         alpha=alpha, examples=stat_examples, rank_budget=rank_budget)
         merged = merge_skills(new, skills, spec, base)
     if evaluate:
         merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)

@@ -153,6 +153,18 @@ def svd_factor(dw: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor,
     return a, b, err
 
 
+def rank_for_error(dw: torch.Tensor, budget: float) -> int:
+    """The smallest k ≥ 1 whose best rank-k approximation has relative Frobenius error
+    ‖ΔW − ΔW_k‖ / ‖ΔW‖ = √(Σ_{j>k} s_j²) / √(Σ_j s_j²) ≤ ``budget`` (1 for ΔW = 0)."""
+    s2 = torch.linalg.svdvals(dw.double()) ** 2
+    total = float(s2.sum())
+    if total == 0.0:
+        return 1
+    tail = torch.flip(torch.cumsum(torch.flip(s2, [0]), 0), [0])  # tail[j] = Σ_{i≥j} s_i²
+    errors = torch.sqrt(torch.cat([tail[1:], torch.zeros(1, dtype=tail.dtype)]) / total)  # error at k = j+1
+    return int(torch.nonzero(errors <= budget + 1e-12)[0]) + 1
+
+
 def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
     """Cosine similarity of two flattened task vectors (0 if either is zero)."""
     nx, ny = torch.linalg.norm(x.float()), torch.linalg.norm(y.float())

@@ -47,6 +47,7 @@ class MergeSpec:
     inner: str = "ties"  # knots: the merge of the aligned vectors (ties | linear)
     alpha: float = 0.9  # regmean: off-diagonal shrinkage of the Gram matrices
     examples: int = 64  # regmean, fisher: unlabeled inputs per member for its statistics
+    rank_budget: float | None = None  # re-factor to the smallest rank with error ≤ this
 
     def check(self, n: int) -> None:
         if self.method not in METHODS:
@@ -65,6 +66,13 @@ class MergeSpec:
             raise SkillError("graft_union keeps the grafts sparse: it takes no rank")
         if self.rank is not None and self.rank < 1:
             raise SkillError(f"rank must be ≥ 1, got {self.rank}")
+        if self.rank_budget is not None:
+            if self.rank is not None:
+                raise SkillError("give a rank or a rank budget, not both")
+            if not (isinstance(self.rank_budget, int | float) and 0.0 <= self.rank_budget < 1.0):
+                raise SkillError(f"rank budget is a relative error in [0, 1), got {self.rank_budget}")
+            if self.method in ("cat", "graft_union"):
+                raise SkillError(f"{self.method} keeps its form: it takes no rank budget")
         if self.inner not in ("ties", "linear"):
             raise SkillError(f"inner must be ties or linear, not {self.inner!r}")
         if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
@@ -225,20 +233,28 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
         if stats is None:
             stats = member_statistics(base, skills, spec, list(taus))
         merged = {p: merge_param(t, spec, p, i, stats) for i, (p, t) in enumerate(taus.items())}
-        if spec.rank is None:
+        rank = spec.rank
+        limit = min((min(dw.shape) for dw in merged.values() if dw.ndim == 2), default=0)
+        if spec.rank_budget is not None:
+            rank = max((merge.rank_for_error(dw, spec.rank_budget) for dw in merged.values()
+                        if dw.ndim == 2), default=1)
+            if rank > limit:
+                raise SkillError(f"no LoRA rank meets the budget {spec.rank_budget:g}: it needs "
+                                 f"rank {rank}, more than the smallest merged matrix allows ({limit})")
+            extra["rank_budget"] = {"budget": spec.rank_budget, "rank": rank}
+        if rank is None:
             tensors, config, kind = merged, {}, "delta"
             errors = {"max": 0.0, "mean": 0.0}
         else:
-            limit = min((min(dw.shape) for dw in merged.values() if dw.ndim == 2), default=0)
-            if spec.rank > limit:
-                raise SkillError(f"rank {spec.rank} is more than the smallest merged matrix "
+            if rank > limit:
+                raise SkillError(f"rank {rank} is more than the smallest merged matrix "
                                  f"allows ({limit}); without a rank the merge is exact")
             tensors, per = {}, {}
             for p, dw in merged.items():
-                a, b, per[p] = merge.svd_factor(dw, spec.rank)
+                a, b, per[p] = merge.svd_factor(dw, rank)
                 mod = p.removesuffix(".weight")
                 tensors[f"{mod}.lora_A.weight"], tensors[f"{mod}.lora_B.weight"] = a, b
-            config = {"peft_type": "LORA", "r": spec.rank, "lora_alpha": spec.rank, "bias": "none",
+            config = {"peft_type": "LORA", "r": rank, "lora_alpha": rank, "bias": "none",
                       "fan_in_fan_out": False, "use_rslora": False,
                       "target_modules": sorted({p.removesuffix(".weight").rsplit(".", 1)[-1] for p in merged})}
             kind = "lora"
