@@ -197,3 +197,32 @@ def test_a_rank_budget_re_factors_to_the_smallest_rank_that_meets_it(tmp_path):
         with pytest.raises(SkillError, match=msg):
             merge_skills("x", [a, b], MergeSpec("linear", **bad))
     lib.close()
+
+
+def test_answer_entropy_by_hand():
+    from skillbank.compose.adamerging import answer_entropy
+
+    logits = torch.zeros(1, 3, 4)  # uniform over 4 tokens: entropy log 4 at every position
+    logits[0, 1] = torch.tensor([100.0, 0.0, 0.0, 0.0])  # position 1 predicts one token: 0
+    labels = torch.tensor([[-100, 5, 5]])  # answer tokens at positions 1, 2: predicted from 0, 1
+    assert torch.allclose(answer_entropy(logits, labels), torch.tensor(torch.log(torch.tensor(4.0)) / 2))
+
+
+def test_adamerging_moves_lambda_by_adams_first_step_and_stores_sum_lambda_tau(tmp_path):
+    from skillbank.compose.adamerging import AdaMergingRecipe, train_adamerging
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    recipe = AdaMergingRecipe(granularity="task", steps=1, lr=0.01, examples=4, batch_size=2)
+    m = train_adamerging("ada", base, [a, b], recipe)
+    lam = torch.tensor(m.metrics["lambda"][0])
+    # Adam's first step moves every parameter with a non-zero gradient by lr (its m̂/√v̂ = ±1)
+    assert torch.allclose((lam - 0.3).abs(), torch.full((2,), 0.01), atol=1e-6)
+    da, db = a.delta(), b.delta()
+    for p, dw in m.tensors.items():
+        assert torch.allclose(dw, lam[0] * da[p] + lam[1] * db[p], atol=1e-6)
+    assert m.recipe["method"] == "adamerging" and m.lineage == [a.ref, b.ref]
+    from skillbank.skill import SkillError
+
+    with pytest.raises(SkillError, match="granularity"):
+        train_adamerging("x", base, [a, b], AdaMergingRecipe(granularity="model"))
+    lib.close()

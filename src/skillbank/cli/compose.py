@@ -9,7 +9,8 @@ import typer
 from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
-LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++")
+LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++",
+           "adamerging", "adamerging-task")
 
 
 PANEL = "Compose"
@@ -18,7 +19,7 @@ PANEL = "Compose"
 @app.command("compose", rich_help_panel=PANEL)
 def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed skill.")],
                 members: Annotated[str, typer.Option("--from", help="Comma-separated skills NAME[@VERSION].")],
-                method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap, knots. Data-aware: regmean, fisher. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++.")] = "linear",
+                method: Annotated[str, typer.Option(help="Merge: linear, ties, dare_linear, dare_ties, magnitude_prune, cat, layer_swap, knots. Data-aware: regmean, fisher. Learned: lorahub, scalearn, scalearn-uniform, scalearn++, scalearn-uniform++, adamerging (layer-wise λ), adamerging-task. auto: try the merges, keep the best.")] = "linear",
                 weights: Annotated[str | None, typer.Option(help="Comma-separated weight per skill (default 1 each).")] = None,
                 density: Annotated[float, typer.Option(help="Fraction kept by ties/dare/magnitude_prune.")] = 0.2,
                 rank: Annotated[int | None, typer.Option(help="Re-factor to a LoRA of this rank (SVD); default: exact delta.")] = None,
@@ -34,7 +35,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="regmean: off-diagonal shrinkage of the Gram matrices.")] = 0.9,
                 stat_examples: Annotated[int, typer.Option(min=1, max=100_000, help="regmean, fisher: unlabeled inputs per member for its statistics.")] = 64,
                 steps: Annotated[int | None, typer.Option(min=1, help="Learned methods: search steps (lorahub, default 40) or training steps (scalearn*, default 300).")] = None,
-                lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω.")] = 5e-2,
+                lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω (adamerging: of λ, default 1e-3).")] = 5e-2,
                 pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
@@ -69,6 +70,14 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         with ui.bar(f"auto {new}", len(grid)) as step:
             merged = advise(new, base, skills, world, k=examples or 50, seed=seed, grid=grid,
                             progress=step)
+    elif method.startswith("adamerging"):
+        from ..compose.adamerging import AdaMergingRecipe, train_adamerging
+
+        recipe = AdaMergingRecipe(granularity="task" if method.endswith("-task") else "layer",
+                                  steps=steps or 100, lr=lr if lr != 5e-2 else 1e-3,
+                                  examples=stat_examples, seed=seed)
+        with ui.bar(f"{method} {new}", recipe.steps) as step:
+            merged = train_adamerging(new, base, skills, recipe, progress=step)
     elif method in LEARNED:
         from ..compose.scalearn import ScaLearnRecipe, train_scalearn
 
@@ -104,6 +113,9 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         hub = merged.metrics["lorahub"]
         table(f"LoRAHub weights for {task} (objective {hub['objective_at_start']:.4f} at w=0 → {hub['objective']:.4f})",
               ["member", "weight"], [[s.ref, w] for s, w in zip(skills, merged.recipe["weights"], strict=True)])
+    elif method.startswith("adamerging"):
+        table(f"{method}: mean λ per member", ["member", "mean λ"],
+              [[k, v] for k, v in merged.metrics["lambda_mean"].items()])
     elif method in LEARNED:
         table(f"{method}: mean ω per member", ["member", "mean ω"],
               [[k, v] for k, v in merged.metrics["omega_mean"].items()])
