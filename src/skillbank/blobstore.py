@@ -184,7 +184,7 @@ class BlobStore:
                                "a sound catalog proves unreferenced")
         removed, freed = 0, 0
         with self._tx() as c:  # holds the write lock, so no `add` commits a blob we delete
-            used = {r[0] for r in c.execute("SELECT blob FROM skills")}
+            used = {r[0] for r in c.execute("SELECT blob FROM skills UNION SELECT blob FROM attachments")}
             files, other = self.blob_files()
             for sha, writer in self.known_blobs().items():
                 if sha in used or (writer is not None and _alive(writer)):

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from .basestore import LibraryError
 from .journal import journal_mode
 
-SCHEMA_VERSION = 2  # 2: the `blobs` table (what gc may delete)
+SCHEMA_VERSION = 3  # 2: the `blobs` table (what gc may delete); 3: `attachments`
 RESERVED_ALIASES = {"latest"}
 MANIFEST_KEYS = ("config", "recipe", "lineage", "metrics")
 MAX_VERSION = 2**62
@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS base_files (
     fingerprint TEXT NOT NULL, file TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     PRIMARY KEY (fingerprint, file));
 CREATE TABLE IF NOT EXISTS blobs (sha TEXT PRIMARY KEY, writer INTEGER);
+CREATE TABLE IF NOT EXISTS attachments (
+    name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL, blob TEXT NOT NULL,
+    meta TEXT NOT NULL, PRIMARY KEY (name, version, key));
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, world TEXT NOT NULL,
     task TEXT NOT NULL, metrics TEXT NOT NULL, spec TEXT NOT NULL, created TEXT NOT NULL);
@@ -155,7 +158,8 @@ def connect_readonly(home: Path) -> tuple[sqlite3.Connection, bool]:
     raise _damaged(home, error)
 
 
-TABLES = ("meta", "names", "skills", "aliases", "bases", "base_files", "blobs", "results")
+TABLES = ("meta", "names", "skills", "aliases", "bases", "base_files", "blobs", "attachments",
+          "results")
 MAX_ROWS_NAMED = 20  # a wrecked table is summarised after this many unreadable rows
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import catalog
 from .basestore import BaseStore, LibraryError, _now
 from .blobstore import BlobStore, blob_files
@@ -256,8 +258,8 @@ class Library(BaseStore, BlobStore):
         rows = [self.resolve(ref)] if sel else self.versions(name)
         with self._tx() as c:
             for r in rows:
-                c.execute("DELETE FROM skills WHERE name=? AND version=?", (r.name, r.version))
-                c.execute("DELETE FROM aliases WHERE name=? AND version=?", (r.name, r.version))
+                for table in ("skills", "aliases", "attachments"):
+                    c.execute(f"DELETE FROM {table} WHERE name=? AND version=?", (r.name, r.version))
         return rows
 
     def lineage(self, ref: str) -> list[tuple[int, str, dict[str, Any]]]:
@@ -306,7 +308,41 @@ class Library(BaseStore, BlobStore):
                 problems.append({"what": what, "problem": problem.removesuffix("; run `skillbank verify`")})
                 continue
             referenced.append((row.blob, f"{row.name}@{row.version}"))
+        try:
+            referenced += [(blob, f"{n}@{v} {key}") for n, v, key, blob in self.conn.execute(
+                "SELECT name, version, key, blob FROM attachments ORDER BY name, version, key")]
+        except sqlite3.DatabaseError:
+            pass  # named by diagnose
         return problems + self.blob_problems(referenced)
+
+    # -- attachments: derived data kept with one version (statistics for merges) -----
+    def attach(self, ref: str, key: str, tensors: dict[str, torch.Tensor],
+               meta: dict[str, Any] | None = None) -> None:
+        """Keep ``tensors`` (and ``meta``) under ``key`` with the version ``ref`` names, in a
+        blob like a skill's: data derived from that version (a merge's statistics of it),
+        which the version itself never changes for. Re-attaching a key replaces it."""
+        row = self.resolve(ref)
+        if not key or len(key) > 200 or any(ch in key for ch in "\n\r\0"):
+            raise LibraryError(f"invalid attachment key {key!r}")
+        check_tensors(Skill(row.name, "delta", row.base, tensors))
+        sha, data = self.put_blob(tensors)
+        with self._tx() as c:
+            self._commit_blob(sha, data)
+            c.execute("INSERT OR REPLACE INTO attachments VALUES (?,?,?,?,?)",
+                      (row.name, row.version, key, sha, json.dumps(meta or {})))
+
+    def attachment(self, ref: str, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """``(tensors, meta)`` attached to ``ref`` under ``key``, or None; the blob's hash is
+        checked like a skill's."""
+        row = self.resolve(ref)
+        try:
+            got = self.conn.execute("SELECT blob, meta FROM attachments WHERE name=? AND "
+                                    "version=? AND key=?", (row.name, row.version, key)).fetchone()
+        except sqlite3.OperationalError:  # a read-only catalog from before attachments
+            return None
+        if got is None:
+            return None
+        return self.read_blob(got[0], f"{row.name}@{row.version} {key}"), json.loads(got[1])
 
     # -- results -------------------------------------------------------------------
     def add_result(self, subject: str, world: str, task: str, metrics: dict[str, Any],

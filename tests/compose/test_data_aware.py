@@ -226,3 +226,44 @@ def test_adamerging_moves_lambda_by_adams_first_step_and_stores_sum_lambda_tau(t
     with pytest.raises(SkillError, match="granularity"):
         train_adamerging("x", base, [a, b], AdaMergingRecipe(granularity="model"))
     lib.close()
+
+
+def test_statistics_are_kept_with_the_member_and_reused(tmp_path, monkeypatch):
+    import skillbank.compose.stats as stats
+    from skillbank.compose.ops import MergeSpec, merge_skills
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    from dataclasses import replace
+
+    a, b = lib.add(replace(a, name="a2")), lib.add(replace(b, name="b2"))  # stored, with tasks
+    first = merge_skills("m", [a, b], MergeSpec("regmean", examples=3), base, lib=lib)
+    kept = lib.attachment(a.ref, stats.stats_key("gram", 3, 0))
+    assert kept is not None and kept[1]["task"] == "rev" and set(first.tensors) >= set(kept[0])
+    monkeypatch.setattr(stats, "member_stats", lambda *args: pytest.fail("recomputed"))
+    again = merge_skills("m", [a, b], MergeSpec("regmean", examples=3), base, lib=lib)
+    for p in first.tensors:
+        assert torch.equal(first.tensors[p], again.tensors[p])
+    lib.close()
+
+
+def test_attachments_are_verified_kept_by_gc_and_dropped_with_their_version(home):
+    from skillbank.library import Library
+    from skillbank.skill import Skill
+
+    with Library.open(home) as lib:
+        s = lib.add(Skill("s", "delta", "0" * 64, {"w": torch.ones(3)}))
+        lib.attach(s.ref, "stats/gram/4/0", {"g": torch.eye(2)}, {"kind": "gram"})
+        blob = lib.conn.execute("SELECT blob FROM attachments").fetchone()[0]
+        assert lib.gc()["blobs_removed"] == 0 and lib.blob_path(blob).exists()
+        tensors, meta = lib.attachment("s", "stats/gram/4/0")
+        assert torch.equal(tensors["g"], torch.eye(2)) and meta == {"kind": "gram"}
+        assert lib.attachment("s", "stats/fisher/4/0") is None
+        lib.blob_path(blob).write_bytes(b"damaged")
+        assert lib.verify() == [{"what": "s@1 stats/gram/4/0", "problem": f"blob {blob[:12]} damaged"}]
+        lib.attach(s.ref, "stats/gram/4/0", {"g": torch.eye(2)}, {"kind": "gram"})  # heals it
+        assert lib.verify() == []
+        with pytest.raises(Exception, match="NaN or Inf"):
+            lib.attach(s.ref, "bad", {"g": torch.tensor([float("nan")])})
+        lib.rm("s")
+        assert lib.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
+        assert lib.gc()["blobs_removed"] == 2 and not lib.blob_path(blob).exists()

@@ -69,7 +69,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         grid = candidates(len(skills), seed)
         with ui.bar(f"auto {new}", len(grid)) as step:
             merged = advise(new, base, skills, world, k=examples or 50, seed=seed, grid=grid,
-                            progress=step)
+                            progress=step, lib=library)
     elif method.startswith("adamerging"):
         from ..compose.adamerging import AdaMergingRecipe, train_adamerging
 
@@ -96,7 +96,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         spec = MergeSpec(method=method, weights=w, density=density, rank=rank, seed=seed,
                          sign_method=sign_method, convention=convention, swap=sw, inner=inner,
                          alpha=alpha, examples=stat_examples, rank_budget=rank_budget)
-        merged = merge_skills(new, skills, spec, base)
+        merged = merge_skills(new, skills, spec, base, lib=library)
     if evaluate:
         merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)
         if method == "lorahub" and task not in member_tasks(skills):

@@ -48,7 +48,7 @@ def settings(spec: MergeSpec) -> dict:
 
 def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int = 50,
            seed: int = 0, grid: Sequence[MergeSpec] | None = None,
-           progress: Callable[[int, float | None], None] | None = None) -> Skill:
+           progress: Callable[[int, float | None], None] | None = None, lib=None) -> Skill:
     """The best merge of ``members`` on ``k`` selection inputs per member task (unsaved),
     its metrics holding the table of every candidate tried."""
     tasks = member_tasks(members)
@@ -70,7 +70,7 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
         if kind is not None:
             key = f"{kind}-{spec.examples}-{spec.seed}"
             if key not in stats_cache:
-                stats_cache[key] = member_statistics(base, members, spec, params)
+                stats_cache[key] = member_statistics(base, members, spec, params, lib)
             stats = stats_cache[key]
         merged = merge_skills(name, members, spec, base, stats=stats)
         composed = exact_match_by_task(base, [merged], world, tasks, k, sel)

@@ -30,7 +30,8 @@ def _compose_stored(lib: Library, spec: dict) -> dict | None:
 def _compose(worker, lib: Library, spec: dict) -> dict:
     members = [lib.get(r) for r in spec["members"]]
     base = lib.base(spec["base"]) if "base" in spec else lib.base_of(members[0])
-    skill, new = lib.store(merge_skills(spec["name"], members, MergeSpec(**spec["merge"]), base))
+    skill, new = lib.store(merge_skills(spec["name"], members, MergeSpec(**spec["merge"]), base,
+                                        lib=lib))
     return {"ref": skill.ref, "new": new, "merge_error": skill.metrics["merge_error"]["max"]}
 
 

@@ -25,7 +25,7 @@ from .fisher import fisher_merge
 from .knots import knots
 from .regmean import average as regmean_average
 from .regmean import regmean
-from .stats import member_stats
+from .stats import member_stats, stored_member_stats
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune",
            "cat", "layer_swap", "graft_union", "knots", "regmean", "fisher")
@@ -199,21 +199,26 @@ def _graft_union(skills: Sequence[Skill], spec: MergeSpec) -> tuple[dict, dict, 
 
 
 def member_statistics(base: Base | None, skills: Sequence[Skill], spec: MergeSpec,
-                      params: Sequence[str]) -> list[dict[str, torch.Tensor]] | None:
-    """Each member's statistics for a data-aware ``spec`` (``stats.member_stats``), else None."""
+                      params: Sequence[str], lib=None) -> list[dict[str, torch.Tensor]] | None:
+    """Each member's statistics for a data-aware ``spec`` (``stats.member_stats``; kept
+    with the member in ``lib`` when given), else None."""
     kind = DATA_AWARE.get(spec.method)
     if kind is None:
         return None
     if base is None:
         raise SkillError(f"{spec.method} needs the base, to compute the members' {kind} statistics")
+    if lib is not None:
+        return [stored_member_stats(lib, base, s, kind, params, spec.examples, spec.seed)
+                for s in skills]
     return [member_stats(base, s, kind, params, spec.examples, spec.seed) for s in skills]
 
 
 def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base | None = None,
-                 stats: list[dict[str, torch.Tensor]] | None = None) -> Skill:
+                 stats: list[dict[str, torch.Tensor]] | None = None, lib=None) -> Skill:
     """Merge ``skills`` into a new (unsaved) skill whose lineage names every member; a
     data-aware method (``DATA_AWARE``) computes its members' statistics on ``base`` (or
-    takes them as ``stats``, computed by :func:`member_statistics` for the same spec)."""
+    takes them as ``stats``, computed by :func:`member_statistics` for the same spec; with
+    ``lib`` they are read from, or kept with, each member)."""
     check_members(skills)
     spec.check(len(skills))
     if base is not None and base.fingerprint != skills[0].base:
@@ -231,7 +236,7 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
     else:
         taus = aligned_deltas(skills)
         if stats is None:
-            stats = member_statistics(base, skills, spec, list(taus))
+            stats = member_statistics(base, skills, spec, list(taus), lib)
         merged = {p: merge_param(t, spec, p, i, stats) for i, (p, t) in enumerate(taus.items())}
         rank = spec.rank
         limit = min((min(dw.shape) for dw in merged.values() if dw.ndim == 2), default=0)

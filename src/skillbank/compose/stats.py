@@ -8,6 +8,9 @@ its task's unlabeled inputs (docs/methods.md §2).
               merging's "the model's predictions", with greedy decoding standing in for
               sampling from the model: one answer per input, deterministic).
 
+Statistics are kept with the member (``Library.attach``, key ``stats/KIND/N/SEED``), so a
+later merge of it needs no data and no forward passes: ``stored_member_stats``.
+
 No target is ever read: the inputs are a world's train-split prompts and the answers are
 the member's. Both are computed with the member applied to the base (its fine-tuned model,
 as in both papers) on ``n`` inputs drawn with ``seed``.
@@ -120,3 +123,23 @@ def member_stats(base: Base, member: Skill, kind: str, params: Sequence[str], n:
     if kind == "gram":
         return gram_matrices(model, tokenizer, examples, params)
     return fisher_diagonal(model, tokenizer, examples, params)
+
+
+def stats_key(kind: str, n: int, seed: int) -> str:
+    return f"stats/{kind}/{n}/{seed}"
+
+
+def stored_member_stats(lib, base: Base, member: Skill, kind: str, params: Sequence[str], n: int,
+                        seed: int) -> dict[str, torch.Tensor]:
+    """:func:`member_stats`, read from the library when kept with ``member`` (for every
+    parameter asked), else computed and kept (unless the library is read-only)."""
+    key = stats_key(kind, n, seed)
+    found = lib.attachment(member.ref, key) if member.version is not None else None
+    if found is not None and set(params) <= set(found[0]):
+        return {p: found[0][p] for p in params}
+    stats = member_stats(base, member, kind, params, n, seed)
+    if member.version is not None and not lib.readonly:
+        lib.attach(member.ref, key, stats, {"kind": kind, "examples": n, "seed": seed,
+                                            "world": member.recipe.get("world"),
+                                            "task": member.recipe.get("task")})
+    return stats
