@@ -267,3 +267,24 @@ def test_attachments_are_verified_kept_by_gc_and_dropped_with_their_version(home
         lib.rm("s")
         assert lib.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
         assert lib.gc()["blobs_removed"] == 2 and not lib.blob_path(blob).exists()
+
+
+def test_the_advisor_refuses_more_selection_inputs_than_the_eval_split_holds(tmp_path):
+    import json as _json
+
+    from skillbank.compose.advisor import advise
+    from skillbank.skill import SkillError
+    from skillbank.worlds.base import split_of
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    rows = [{"task": t, "input": f"{t}{i}", "target": "x"} for t in ("rev", "sort") for i in range(200)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(_json.dumps(r) for r in rows))
+    held_out = sum(split_of(r["input"]) == "eval" for r in rows if r["task"] == "rev")
+    from dataclasses import replace
+
+    fa = replace(a, recipe={"world": "files", "task": "rev", "world_args": {"path": str(data)}})
+    fb = replace(b, recipe={"world": "files", "task": "sort", "world_args": {"path": str(data)}})
+    with pytest.raises(SkillError, match=f"task rev has {held_out} held-out inputs, fewer than the 500"):
+        advise("auto", base, [fa, fb], "files", k=500)
+    lib.close()

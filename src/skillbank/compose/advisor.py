@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 
 from ..base import Base
 from ..skill import Skill, SkillError
+from ..worlds import get_world
 from .measure import exact_match_by_task, member_tasks, normalised
 from .ops import DATA_AWARE, MergeSpec, aligned_deltas, member_statistics, merge_skills
 
@@ -57,6 +58,12 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
                          + ", ".join(m.ref for m, t in zip(members, tasks, strict=True) if t is None)
                          + " record no task")
     sel = seed + SELECTION_SEED_OFFSET
+    for m, t in zip(members, tasks, strict=True):
+        w = get_world(m.recipe.get("world", world), **m.recipe.get("world_args", {}))
+        have = len(w.examples(t, k, seed=sel, split="eval"))
+        if have < k:
+            raise SkillError(f"task {t} has {have} held-out inputs, fewer than the {k} asked "
+                             f"for: use --examples {have} or fewer")
     alone = {t: exact_match_by_task(base, [m], world, [t], k, sel)[t]
              for m, t in zip(members, tasks, strict=True)}
     grid = list(grid) if grid is not None else candidates(len(members), seed)
