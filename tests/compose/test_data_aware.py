@@ -288,3 +288,24 @@ def test_the_advisor_refuses_more_selection_inputs_than_the_eval_split_holds(tmp
     with pytest.raises(SkillError, match=f"task rev has {held_out} held-out inputs, fewer than the 500"):
         advise("auto", base, [fa, fb], "files", k=500)
     lib.close()
+
+
+def test_the_radix_select_finds_exactly_the_kth_largest():
+    g = torch.Generator().manual_seed(3)
+    cases = [torch.randn(10_000, generator=g).abs(), torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 2.0]),
+             torch.rand(5_000, generator=g) * 1e-30, torch.full((100,), 3.5), torch.zeros(7),
+             (torch.randn(3_000, generator=g) * 1e20).abs()]
+    for v in cases:
+        for k in (1, 2, v.numel() // 3, v.numel() - 1, v.numel()):
+            want = torch.kthvalue(v, v.numel() - k + 1).values
+            assert merge.kth_largest(v, k).item() == want.item(), (v[:3], k)
+
+
+def test_the_fused_ties_equals_the_stacked_disjoint_merge():
+    g = torch.Generator().manual_seed(4)
+    taus = [torch.randn(64, 48, generator=g) for _ in range(5)]
+    taus[1][:8] = 0.0  # zeros never vote-agree
+    for w in (None, [1.0, 0.5, 2.0, -1.0, 0.0]):
+        stacked = merge.disjoint_merge(torch.stack([merge.trim(t, 0.3) for t in taus]),
+                                       merge._w(w, 5), "total", "peft")
+        assert torch.allclose(merge.ties(taus, w, 0.3), stacked, atol=1e-6, rtol=1e-6)
