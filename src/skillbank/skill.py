@@ -117,6 +117,39 @@ class Skill:
             return out
         raise SkillError(f"skill {self.ref} is a {self.kind}: it is applied per input, not as ΔW")
 
+    def delta_params(self) -> dict[str, tuple[int, ...]]:
+        """``{param name: shape of its ΔW}``, without computing any ΔW."""
+        if self.kind == "lora":
+            out = {}
+            for module in lora_modules(self.tensors):
+                r_in = self.tensors[f"{module}.lora_A.weight"].shape[1]
+                r_out = self.tensors[f"{module}.lora_B.weight"].shape[0]
+                out[f"{module}.weight"] = (r_in, r_out) if self.config.get("fan_in_fan_out") else (r_out, r_in)
+            return out
+        if self.kind == "delta":
+            return {k: tuple(v.shape) for k, v in self.tensors.items() if not k.startswith("head.")}
+        if self.kind == "sparse":
+            shapes = self.config.get("shapes", {})
+            return {k.removesuffix(".indices"): tuple(shapes[k.removesuffix(".indices")])
+                    for k in self.tensors if k.endswith(".indices")}
+        raise SkillError(f"skill {self.ref} is a {self.kind}: it is applied per input, not as ΔW")
+
+    def delta_of(self, param: str) -> torch.Tensor:
+        """The ΔW of one parameter (float32), computed alone: a merge streams through a
+        model one parameter at a time instead of holding every member's whole ΔW."""
+        if self.kind == "lora":
+            module = param.removesuffix(".weight")
+            part = {k: self.tensors[k] for k in (f"{module}.lora_A.weight", f"{module}.lora_B.weight")}
+            return lora_delta(part, self.config)[param]
+        if self.kind == "delta":
+            return self.tensors[param].float()
+        if self.kind == "sparse":
+            shape = self.config.get("shapes", {})[param]
+            flat = torch.zeros(math.prod(shape))
+            flat[self.tensors[param + ".indices"].long()] = self.tensors[param + ".values"].float()
+            return flat.view(shape)
+        raise SkillError(f"skill {self.ref} is a {self.kind}: it is applied per input, not as ΔW")
+
     def head(self) -> dict[str, torch.Tensor]:
         """Task-head tensors the skill carries (e.g. a classifier), prefix stripped."""
         return {k.removeprefix("head."): v for k, v in self.tensors.items() if k.startswith("head.")}

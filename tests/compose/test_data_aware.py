@@ -309,3 +309,20 @@ def test_the_fused_ties_equals_the_stacked_disjoint_merge():
         stacked = merge.disjoint_merge(torch.stack([merge.trim(t, 0.3) for t in taus]),
                                        merge._w(w, 5), "total", "peft")
         assert torch.allclose(merge.ties(taus, w, 0.3), stacked, atol=1e-6, rtol=1e-6)
+
+
+def test_one_parameter_at_a_time_equals_the_whole_delta(tmp_path):
+    from skillbank.skill import Skill
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    param = "model.layers.0.self_attn.q_proj.weight"
+    sparse = Skill("g", "sparse", base.fingerprint, {f"{param}.indices": torch.tensor([0, 5, 1023]),
+                                                     f"{param}.values": torch.tensor([1.0, -2.0, 3.0])},
+                   config={"shapes": {param: [32, 32]}})
+    dense = Skill("d", "delta", base.fingerprint, {param: torch.ones(32, 32), "head.w": torch.ones(2)})
+    for s in (a, sparse, dense):
+        whole = s.delta()
+        assert s.delta_params() == {p: tuple(t.shape) for p, t in whole.items()}
+        for p, t in whole.items():
+            assert torch.equal(s.delta_of(p), t)
+    lib.close()

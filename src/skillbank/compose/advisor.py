@@ -21,7 +21,7 @@ from ..base import Base
 from ..skill import Skill, SkillError
 from ..worlds import get_world
 from .measure import exact_match_by_task, member_tasks, normalised
-from .ops import DATA_AWARE, MergeSpec, aligned_deltas, member_statistics, merge_skills
+from .ops import DATA_AWARE, MergeSpec, delta_params, member_statistics, merge_skills
 
 SELECTION_SEED_OFFSET = 7919
 
@@ -67,7 +67,7 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
     alone = {t: exact_match_by_task(base, [m], world, [t], k, sel)[t]
              for m, t in zip(members, tasks, strict=True)}
     grid = list(grid) if grid is not None else candidates(len(members), seed)
-    params = list(aligned_deltas(members))
+    params = list(delta_params(members))
     stats_cache: dict[str, list] = {}
     rows, best, best_score = [], None, -1.0
     for i, spec in enumerate(grid):

@@ -12,7 +12,7 @@ the manifest.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -91,15 +91,28 @@ def check_members(skills: Sequence[Skill]) -> None:
                          + ", ".join(f"{s.ref}={s.base[:12]}" for s in skills))
 
 
+def delta_params(skills: Sequence[Skill]) -> dict[str, tuple[int, ...]]:
+    """``{param: ΔW shape}`` over the union of the members' parameters, sorted by name."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for s in skills:
+        for p, shape in s.delta_params().items():
+            if shapes.setdefault(p, shape) != shape:
+                raise SkillError(f"{p} has ΔW shape {shape} in {s.ref}, {shapes[p]} elsewhere")
+    return dict(sorted(shapes.items()))
+
+
+def iter_aligned(skills: Sequence[Skill]) -> Iterator[tuple[str, list[torch.Tensor]]]:
+    """``(param, [ΔW_i])`` one parameter at a time (zeros where a member has none): memory
+    is the members' ΔW of the largest parameter, not of the model."""
+    has = [set(s.delta_params()) for s in skills]
+    for p, shape in delta_params(skills).items():
+        yield p, [s.delta_of(p) if p in h else torch.zeros(shape) for s, h in zip(skills, has, strict=True)]
+
+
 def aligned_deltas(skills: Sequence[Skill]) -> dict[str, list[torch.Tensor]]:
-    """``{param: [ΔW_i]}`` over the union of parameters (zeros where a member has none)."""
-    deltas = [s.delta() for s in skills]
-    params = sorted(set().union(*deltas))
-    out = {}
-    for p in params:
-        shape = next(d[p].shape for d in deltas if p in d)
-        out[p] = [d.get(p, torch.zeros(shape)) for d in deltas]
-    return out
+    """``{param: [ΔW_i]}`` over the union of parameters, all at once (for methods that
+    optimise over every parameter together: LoRAHub, AdaMerging)."""
+    return dict(iter_aligned(skills))
 
 
 def merge_param(taus: list[torch.Tensor], spec: MergeSpec, param: str, index: int,
@@ -230,16 +243,29 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
         kind, errors = "sparse", {"max": 0.0, "mean": 0.0}
         if spec.on_overlap != "refuse" and extra["graft_union"]["overlapping_entries"]:
             errors["note"] = "exact except on the overlapping entries (graft_union counts)"
+        extra["diagnostics"] = diagnostics(skills)
     elif spec.method == "cat":
         tensors, config = _cat(skills, spec)
         kind, errors = "lora", {"max": 0.0, "mean": 0.0}
+        extra["diagnostics"] = diagnostics(skills)
     else:
-        taus = aligned_deltas(skills)
+        shapes = delta_params(skills)
         if stats is None:
-            stats = member_statistics(base, skills, spec, list(taus), lib)
-        merged = {p: merge_param(t, spec, p, i, stats) for i, (p, t) in enumerate(taus.items())}
+            stats = member_statistics(base, skills, spec, list(shapes), lib)
         rank = spec.rank
-        limit = min((min(dw.shape) for dw in merged.values() if dw.ndim == 2), default=0)
+        limit = min((min(sh) for sh in shapes.values() if len(sh) == 2), default=0)
+        if rank is not None and rank > limit:
+            raise SkillError(f"rank {rank} is more than the smallest merged matrix "
+                             f"allows ({limit}); without a rank the merge is exact")
+        merged, factored, per = {}, {}, {}
+        diag = Diagnostics([s.ref for s in skills])
+        for i, (p, t) in enumerate(iter_aligned(skills)):  # one parameter in memory at a time
+            diag.add(p, t)
+            dw = merge_param(t, spec, p, i, stats)
+            if rank is not None:  # factored at once: only the small factors are kept
+                factored[p] = merge.svd_factor(dw, rank)
+            else:
+                merged[p] = dw
         if spec.rank_budget is not None:
             rank = max((merge.rank_for_error(dw, spec.rank_budget) for dw in merged.values()
                         if dw.ndim == 2), default=1)
@@ -247,38 +273,61 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
                 raise SkillError(f"no LoRA rank meets the budget {spec.rank_budget:g}: it needs "
                                  f"rank {rank}, more than the smallest merged matrix allows ({limit})")
             extra["rank_budget"] = {"budget": spec.rank_budget, "rank": rank}
+            factored = {p: merge.svd_factor(dw, rank) for p, dw in merged.items()}
         if rank is None:
             tensors, config, kind = merged, {}, "delta"
             errors = {"max": 0.0, "mean": 0.0}
         else:
-            if rank > limit:
-                raise SkillError(f"rank {rank} is more than the smallest merged matrix "
-                                 f"allows ({limit}); without a rank the merge is exact")
-            tensors, per = {}, {}
-            for p, dw in merged.items():
-                a, b, per[p] = merge.svd_factor(dw, rank)
+            tensors = {}
+            for p, (a, b, per[p]) in factored.items():
                 mod = p.removesuffix(".weight")
                 tensors[f"{mod}.lora_A.weight"], tensors[f"{mod}.lora_B.weight"] = a, b
             config = {"peft_type": "LORA", "r": rank, "lora_alpha": rank, "bias": "none",
                       "fan_in_fan_out": False, "use_rslora": False,
-                      "target_modules": sorted({p.removesuffix(".weight").rsplit(".", 1)[-1] for p in merged})}
+                      "target_modules": sorted({p.removesuffix(".weight").rsplit(".", 1)[-1] for p in factored})}
             kind = "lora"
             errors = {"max": max(per.values(), default=0.0),
                       "mean": sum(per.values()) / max(1, len(per)), "per_matrix": per}
+        extra["diagnostics"] = diag.result()
     recipe = {"method": "merge", **asdict(spec), "members": [s.ref for s in skills]}
     return Skill(name=name, kind=kind, base=skills[0].base, tensors=tensors, config=config,
                  recipe=recipe, lineage=[s.ref for s in skills],
-                 metrics={"merge_error": errors, "diagnostics": diagnostics(skills), **extra})
+                 metrics={"merge_error": errors, **extra})
+
+
+class Diagnostics:
+    """Pairwise cosine of the members' whole ΔW and the sign-conflict share per matrix,
+    accumulated one parameter at a time (``add``), so a merge computes them in its own pass."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.dots = torch.zeros(len(names), len(names), dtype=torch.float64)
+        self.conflicts: dict[str, float] = {}
+
+    def add(self, param: str, taus: Sequence[torch.Tensor]) -> None:
+        flat = torch.stack([t.reshape(-1).double() for t in taus])
+        self.dots += flat @ flat.T
+        if len(taus) > 1:
+            self.conflicts[param] = merge.sign_conflicts(taus)
+
+    def result(self) -> dict:
+        n, norms = len(self.names), torch.sqrt(torch.diagonal(self.dots))
+
+        def cos(i: int, j: int) -> float:
+            if norms[i] == 0 or norms[j] == 0:
+                return 0.0
+            return float(self.dots[i, j] / (norms[i] * norms[j]))
+
+        pairs = {f"{self.names[i]}|{self.names[j]}": cos(i, j)
+                 for i in range(n) for j in range(i + 1, n)}
+        c = self.conflicts
+        return {"cosine": pairs, "sign_conflicts": c,
+                "mean_sign_conflict": sum(c.values()) / max(1, len(c))}
 
 
 def diagnostics(skills: Sequence[Skill]) -> dict:
-    """Pairwise cosine of the members' whole ΔW, and sign-conflict share per matrix."""
-    aligned = aligned_deltas(skills)
-    flat = [torch.cat([aligned[p][i].reshape(-1) for p in aligned]) if aligned else torch.zeros(1)
-            for i in range(len(skills))]
-    names = [s.ref for s in skills]
-    cos = {f"{names[i]}|{names[j]}": merge.cosine(flat[i], flat[j])
-           for i in range(len(skills)) for j in range(i + 1, len(skills))}
-    conflicts = {p: merge.sign_conflicts(t) for p, t in aligned.items()} if len(skills) > 1 else {}
-    return {"cosine": cos, "sign_conflicts": conflicts,
-            "mean_sign_conflict": sum(conflicts.values()) / max(1, len(conflicts))}
+    """:class:`Diagnostics` of the members, in one pass over their parameters."""
+    d = Diagnostics([s.ref for s in skills])
+    for p, taus in iter_aligned(skills):
+        d.add(p, taus)
+    return d.result()
