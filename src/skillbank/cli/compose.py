@@ -40,10 +40,13 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
                 seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Compose skills into a new one: a ΔW-space merge, LoRAHub or ScaLearn.
+    """Compose skills into a new one: a ΔW-space merge, a data-aware merge, or learned weights.
 
-    LoRAHub learns merge weights from a few examples of a new task; ScaLearn learns a
-    per-layer scaling of each member's output. Every result is stored with its recipe, lineage, diagnostics and merge error."""
+    RegMean and Fisher use statistics of each member on its task's unlabeled inputs (kept
+    with the member for later merges); LoRAHub learns merge weights from a few examples of a
+    new task; ScaLearn a per-layer scaling of each member's output; AdaMerging λ per member
+    (and layer) by entropy minimisation; auto tries the merges and keeps the best. Every result
+    is stored with its recipe, lineage, diagnostics and merge error."""
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import METHODS, MergeSpec, merge_skills
 
