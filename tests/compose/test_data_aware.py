@@ -326,3 +326,19 @@ def test_one_parameter_at_a_time_equals_the_whole_delta(tmp_path):
         for p, t in whole.items():
             assert torch.equal(s.delta_of(p), t)
     lib.close()
+
+
+def test_interference_by_hand():
+    from skillbank.compose.ops import interference
+    from skillbank.skill import Skill
+
+    fp = "0" * 64
+    a = Skill("a", "delta", fp, {"w": torch.tensor([1.0, 1.0, 0.0, 2.0])})
+    b = Skill("b", "delta", fp, {"w": torch.tensor([1.0, -1.0, 5.0, 0.0])})
+    c = Skill("c", "delta", fp, {"w": torch.tensor([-2.0, -2.0, 0.0, -4.0])})
+    rows = {tuple(r["pair"]): r for r in interference([a, b, c])}
+    # a, b share entries 0 and 1 and disagree on 1: 1/2; cosine (1 - 1) / (√6 √27) = 0
+    assert rows[("a", "b")]["sign_disagreement"] == 0.5 and rows[("a", "b")]["shared_entries"] == 2
+    assert abs(rows[("a", "b")]["cosine"]) < 1e-12
+    # c = -2a: every shared entry disagrees, cosine -1
+    assert rows[("a", "c")]["sign_disagreement"] == 1.0 and abs(rows[("a", "c")]["cosine"] + 1) < 1e-9

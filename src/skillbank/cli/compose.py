@@ -38,6 +38,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω (adamerging: of λ, default 1e-3).")] = 5e-2,
                 pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="Say beforehand which pairs will interfere (cosine, sign disagreement); merge and store nothing.")] = False,
                 n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
                 seed: int = 0, as_json: JsonOpt = False) -> None:
     """Compose skills into a new one: a ΔW-space merge, a data-aware merge, or learned weights.
@@ -52,8 +53,19 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
 
     if method not in METHODS + LEARNED + ("auto",):
         raise SkillError(f"unknown method {method!r}; choose from {', '.join(METHODS + LEARNED)} or auto")
-    library = lib(write=True)
+    library = lib(write=not dry_run)
     skills = [library.get(r) for r in csv_list(members)]
+    if dry_run:
+        from ..compose.ops import check_members, interference
+
+        check_members(skills)
+        rows = interference(skills)
+        if as_json:
+            return emit({"pairs": rows})
+        return table("before merging: pairwise interference (sign disagreement among shared entries)",
+                     ["pair", "cosine", "sign disagreement", "shared entries"],
+                     [[" + ".join(r["pair"]), r["cosine"], r["sign_disagreement"], r["shared_entries"]]
+                      for r in sorted(rows, key=lambda r: -r["sign_disagreement"])])
     base = library.base_of(skills[0])
     world = world or skills[0].recipe.get("world", "strings")
     ui = Ui(as_json)
