@@ -145,7 +145,7 @@ def test_the_advisor_keeps_the_best_candidate_and_the_whole_table(tmp_path, monk
     composed_by_method = {"linear": {"rev": 0.4, "sort": 0.1}, "ties": {"rev": 0.8, "sort": 0.25},
                           "knots": {"rev": 0.8, "sort": 0.25}}
 
-    def fake_exact_match(base_, skills, world, tasks, n, seed):
+    def fake_exact_match(base_, skills, world, tasks, n, seed, world_args=None):
         s = skills[0]
         if s.name in ("a", "b"):
             return {t: score["alone"][t] for t in tasks}
@@ -342,3 +342,31 @@ def test_interference_by_hand():
     assert abs(rows[("a", "b")]["cosine"]) < 1e-12
     # c = -2a: every shared entry disagrees, cosine -1
     assert rows[("a", "c")]["sign_disagreement"] == 1.0 and abs(rows[("a", "c")]["cosine"] + 1) < 1e-9
+
+
+def test_compose_eval_scores_members_of_a_files_world_on_their_data_file(tmp_path):
+    """Members trained on a user's data file carry it in their recipes; `compose --eval`
+    (and the advisor) build that world with it instead of failing for a missing path."""
+    import json as _json
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from skillbank.cli import app
+    from skillbank.worlds import pinned_args
+
+    lib, base, tok, a, b = _tiny(tmp_path)
+    rows = [{"task": t, "input": w, "target": w[::-1] if t == "rev" else "".join(sorted(w))}
+            for t in ("rev", "sort") for w in ("abc", "bca", "cab", "acb", "bac", "cba", "ab", "ba",
+                                                "abcab", "cbacb", "aabbc", "ccbba") * 3]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(_json.dumps(r) for r in rows))
+    args = pinned_args("files", {"path": str(data)})
+    fa = lib.add(replace(a, name="fa", recipe={"world": "files", "task": "rev", "world_args": args}))
+    fb = lib.add(replace(b, name="fb", recipe={"world": "files", "task": "sort", "world_args": args}))
+    lib.close()
+    res = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "compose", "m", "--from",
+                                   f"{fa.ref},{fb.ref}", "--eval", "--n", "4", "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    comp = _json.loads(res.stdout)["metrics"]["composition"]
+    assert set(comp["alone"]) == {"rev", "sort"}

@@ -48,7 +48,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
     new task; ScaLearn a per-layer scaling of each member's output; AdaMerging λ per member
     (and layer) by entropy minimisation; auto tries the merges and keeps the best. Every result
     is stored with its recipe, lineage, diagnostics and merge error."""
-    from ..compose.measure import member_tasks, normalised_accuracy
+    from ..compose.measure import member_tasks, members_world_args, normalised_accuracy
     from ..compose.ops import METHODS, MergeSpec, merge_skills
 
     if method not in METHODS + LEARNED + ("auto",):
@@ -113,12 +113,14 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                          alpha=alpha, examples=stat_examples, rank_budget=rank_budget)
         merged = merge_skills(new, skills, spec, base, lib=library)
     if evaluate:
-        merged.metrics["composition"] = normalised_accuracy(base, merged, skills, world, n=n, seed=seed)
+        merged.metrics["composition"] = normalised_accuracy(
+            base, merged, skills, world, n=n, seed=seed, world_args=members_world_args(skills, world))
         if method == "lorahub" and task not in member_tasks(skills):
             from ..compose.measure import exact_match_by_task
 
             merged.metrics["composition"]["new_task"] = {
-                task: exact_match_by_task(base, [merged], world, [task], n, seed)[task]}
+                task: exact_match_by_task(base, [merged], world, [task], n, seed,
+                                          world_args=members_world_args(skills, world))[task]}
     merged = library.add(merged)
     if as_json:
         return emit(merged.manifest())

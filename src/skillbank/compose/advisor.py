@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from ..base import Base
 from ..skill import Skill, SkillError
 from ..worlds import get_world
-from .measure import exact_match_by_task, member_tasks, normalised
+from .measure import exact_match_by_task, member_tasks, members_world_args, normalised
 from .ops import DATA_AWARE, MergeSpec, delta_params, member_statistics, merge_skills
 
 SELECTION_SEED_OFFSET = 7919
@@ -64,7 +64,8 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
         if have < k:
             raise SkillError(f"task {t} has {have} held-out inputs, fewer than the {k} asked "
                              f"for: use --examples {have} or fewer")
-    alone = {t: exact_match_by_task(base, [m], world, [t], k, sel)[t]
+    wargs = members_world_args(members, world)
+    alone = {t: exact_match_by_task(base, [m], world, [t], k, sel, world_args=wargs)[t]
              for m, t in zip(members, tasks, strict=True)}
     grid = list(grid) if grid is not None else candidates(len(members), seed)
     params = list(delta_params(members))
@@ -80,7 +81,7 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
                 stats_cache[key] = member_statistics(base, members, spec, params, lib)
             stats = stats_cache[key]
         merged = merge_skills(name, members, spec, base, stats=stats)
-        composed = exact_match_by_task(base, [merged], world, tasks, k, sel)
+        composed = exact_match_by_task(base, [merged], world, tasks, k, sel, world_args=wargs)
         score = normalised(composed, alone)
         mean = sum(score.values()) / len(score)
         rows.append({"method": spec.method, "settings": settings(spec), "normalised": score,

@@ -24,10 +24,18 @@ def member_tasks(members: Sequence[Skill]) -> list[str]:
     return [m.recipe.get("task") for m in members]
 
 
+def members_world_args(members: Sequence[Skill], world_name: str) -> dict:
+    """The world arguments the members were made with (a files world's data file), when
+    they agree and name ``world_name``; else none."""
+    args = [m.recipe.get("world_args", {}) for m in members if m.recipe.get("world") == world_name]
+    return args[0] if args and all(a == args[0] for a in args) else {}
+
+
 def exact_match_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: Sequence[str],
-                        n: int, seed: int, lib=None) -> dict[str, float]:
-    """Exact match of the base with ``skills`` applied (or a router, given ``lib``), per task."""
-    world = get_world(world_name)
+                        n: int, seed: int, lib=None, world_args: dict | None = None) -> dict[str, float]:
+    """Exact match of the base with ``skills`` applied (or a router, given ``lib``), per task,
+    on the world built with ``world_args`` (a files world's data file, say)."""
+    world = get_world(world_name, **(world_args or {}))
     model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
     tok = base.load_tokenizer()
     return {t: evaluate_model(model, tok, world, t, n, seed)["exact_match"] for t in tasks}
@@ -35,11 +43,11 @@ def exact_match_by_task(base: Base, skills: Sequence[Skill], world_name: str, ta
 
 def normalised_accuracy(base: Base, composed: Skill, members: Sequence[Skill], world_name: str,
                         n: int = 200, seed: int = 0, alone: dict[str, float] | None = None,
-                        lib=None) -> dict:
+                        lib=None, world_args: dict | None = None) -> dict:
     """Composed vs each member alone on the member's own task (``alone`` may be cached)."""
     tasks = member_tasks(members)
     if alone is None:
-        alone = {t: exact_match_by_task(base, [m], world_name, [t], n, seed)[t]
+        alone = {t: exact_match_by_task(base, [m], world_name, [t], n, seed, world_args=world_args)[t]
                  for m, t in zip(members, tasks, strict=True)}
-    comp = exact_match_by_task(base, [composed], world_name, tasks, n, seed, lib)
+    comp = exact_match_by_task(base, [composed], world_name, tasks, n, seed, lib, world_args)
     return {"composed": comp, "alone": alone, "normalised": normalised(comp, alone)}
