@@ -303,9 +303,8 @@ class Library(BaseStore, BlobStore):
                 row = _row(r)
             except sqlite3.DatabaseError:
                 continue  # named by diagnose
-            except LibraryError as e:
-                what, _, problem = str(e).partition(": ")
-                problems.append({"what": what, "problem": problem.removesuffix("; run `skillbank verify`")})
+            except RowDamaged as e:
+                problems.append({"what": e.what, "problem": e.problem})
                 continue
             referenced.append((row.blob, f"{row.name}@{row.version}"))
         try:
@@ -362,16 +361,24 @@ class Library(BaseStore, BlobStore):
                  "metrics": json.loads(r[4]), "spec": json.loads(r[5]), "created": r[6]} for r in rows]
 
 
+class RowDamaged(LibraryError):
+    """A catalog row that cannot be a skill's: ``what`` names it, ``problem`` says why."""
+
+    def __init__(self, what: str, problem: str):
+        super().__init__(f"{what}: {problem}; run `skillbank verify`")
+        self.what, self.problem = what, problem
+
+
 def _row(r: tuple) -> Row:
     """A catalog row, checked: a manifest that is not JSON or lacks a key is named."""
     what = f"catalog row {r[0]}@{r[1]}"
     try:
         manifest = json.loads(r[7])
     except (TypeError, ValueError):
-        raise LibraryError(f"{what}: its manifest is not JSON; run `skillbank verify`") from None
+        raise RowDamaged(what, "its manifest is not JSON") from None
     missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
     if missing:
-        raise LibraryError(f"{what}: its manifest lacks {', '.join(missing)}; run `skillbank verify`")
+        raise RowDamaged(what, f"its manifest lacks {', '.join(missing)}")
     if not isinstance(r[1], int) or not isinstance(r[4], str):
-        raise LibraryError(f"{what}: damaged (version or blob of the wrong type)")
+        raise RowDamaged(what, "damaged (version or blob of the wrong type)")
     return Row(*r[:7], manifest, r[8])

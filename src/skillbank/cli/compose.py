@@ -35,7 +35,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="regmean: off-diagonal shrinkage of the Gram matrices.")] = 0.9,
                 stat_examples: Annotated[int, typer.Option(min=1, max=100_000, help="regmean, fisher: unlabeled inputs per member for its statistics.")] = 64,
                 steps: Annotated[int | None, typer.Option(min=1, help="Learned methods: search steps (lorahub, default 40) or training steps (scalearn*, default 300).")] = None,
-                lr: Annotated[float, typer.Option(min=0.0, help="scalearn*: learning rate of ω (adamerging: of λ, default 1e-3).")] = 5e-2,
+                lr: Annotated[float | None, typer.Option(min=0.0, help="scalearn*: learning rate of ω (default 5e-2); adamerging: of λ (default 1e-3).")] = None,
                 pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Say beforehand which pairs will interfere (cosine, sign disagreement); merge and store nothing.")] = False,
@@ -89,7 +89,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         from ..compose.adamerging import AdaMergingRecipe, train_adamerging
 
         recipe = AdaMergingRecipe(granularity="task" if method.endswith("-task") else "layer",
-                                  steps=steps or 100, lr=lr if lr != 5e-2 else 1e-3,
+                                  steps=steps or 100, lr=1e-3 if lr is None else lr,
                                   examples=stat_examples, seed=seed)
         with ui.bar(f"{method} {new}", recipe.steps) as step:
             merged = train_adamerging(new, base, skills, recipe, progress=step)
@@ -99,7 +99,8 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         task_list = csv_list(tasks) if tasks else member_tasks(skills)
         if None in task_list:
             raise SkillError("some members have no task in their recipe: pass --tasks")
-        recipe = ScaLearnRecipe(variant=method, steps=steps or 300, lr=lr, pool=pool, seed=seed)
+        recipe = ScaLearnRecipe(variant=method, steps=steps or 300, lr=5e-2 if lr is None else lr,
+                                pool=pool, seed=seed)
         with ui.bar(f"{method} {new}", recipe.steps) as step:
             merged = train_scalearn(new, base, skills, world, task_list, recipe, progress=step)
     else:

@@ -334,27 +334,27 @@ def diagnostics(skills: Sequence[Skill]) -> dict:
 
 
 def interference(skills: Sequence[Skill]) -> list[dict]:
-    """Before merging: for every pair of members, the cosine of their whole ΔW and the share
-    of the entries both change whose signs disagree (over the whole model, one parameter at
-    a time). A pair with cosine near 0 and disagreement near 0.5 changes unrelated things
-    in unrelated directions: a training-free merge of it is expected to lose both."""
+    """Before merging: for every pair of members, the cosine of their whole ΔW (from
+    :class:`Diagnostics`) and the share of the entries both change whose signs disagree (over
+    the whole model, one parameter at a time). A pair with cosine near 0 and disagreement
+    near 0.5 changes unrelated things in unrelated directions: a training-free merge of it
+    is expected to lose both."""
     n = len(skills)
-    dots = torch.zeros(n, n, dtype=torch.float64)
+    diag = Diagnostics([s.ref for s in skills])
     both = torch.zeros(n, n, dtype=torch.float64)
     differ = torch.zeros(n, n, dtype=torch.float64)
-    for _, taus in iter_aligned(skills):
-        flat = torch.stack([t.reshape(-1) for t in taus])
-        dots += (flat.double() @ flat.double().T)
-        sign = flat.sign()
-        nz = (sign != 0).float()
-        both += (nz @ nz.T).double()
-        differ += ((sign > 0).float() @ (sign < 0).float().T + (sign < 0).float() @ (sign > 0).float().T).double()
-    norms = torch.sqrt(torch.diagonal(dots))
+    for p, taus in iter_aligned(skills):
+        diag.add(p, taus)
+        sign = torch.stack([t.reshape(-1) for t in taus]).sign()
+        pos, neg = (sign > 0).float(), (sign < 0).float()
+        both += ((pos + neg) @ (pos + neg).T).double()
+        differ += (pos @ neg.T + neg @ pos.T).double()
+    cosine = diag.result()["cosine"]
     rows = []
     for i in range(n):
         for j in range(i + 1, n):
-            cos = 0.0 if norms[i] == 0 or norms[j] == 0 else float(dots[i, j] / (norms[i] * norms[j]))
-            rows.append({"pair": [skills[i].ref, skills[j].ref], "cosine": cos,
+            rows.append({"pair": [skills[i].ref, skills[j].ref],
+                         "cosine": cosine[f"{skills[i].ref}|{skills[j].ref}"],
                          "sign_disagreement": float(differ[i, j] / both[i, j]) if both[i, j] else 0.0,
                          "shared_entries": int(both[i, j])})
     return rows
