@@ -60,3 +60,27 @@ def lost(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) 
     """Files of ``before`` that are gone or changed in ``after`` (new files, such as SQLite's
     own ``-wal``/``-shm``, are not losses)."""
     return sorted(k for k, v in before.items() if after.get(k) != v)
+
+
+def unshare_works() -> bool:
+    """Whether this process may make a private mount namespace (root, with ``unshare``)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+def in_mount_namespace(mounts: str, script: str, timeout: float = 300):
+    """Run the Python ``script`` after the shell commands ``mounts`` in a private mount
+    namespace (nothing outside sees the mounts) and return what it printed after
+    ``RESULT``, parsed as JSON."""
+    import json
+    import subprocess
+
+    shell = f"{mounts} && exec {sys.executable} -c \"$SCRIPT\""
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True,
+                          env={**os.environ, "SCRIPT": script}, timeout=timeout)
+    assert "RESULT" in proc.stdout, proc.stderr[-2000:]
+    return json.loads(proc.stdout.split("RESULT", 1)[1])

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from .faults_helpers import cli, one_line_error
-from .test_homes import HERE, _unshare_works
+from .faults_helpers import cli, in_mount_namespace, one_line_error, unshare_works
+from .test_homes import HERE
 
 
 @pytest.fixture
@@ -62,19 +59,15 @@ print("RESULT" + json.dumps(res))
 """
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare for a tiny tmpfs and a read-only mount")
+@pytest.mark.skipif(not unshare_works(), reason="needs root and unshare for a tiny tmpfs and a read-only mount")
 def test_export_to_a_full_disk_and_a_read_only_directory(exportable, tmp_path):
     full, ro = tmp_path / "full", tmp_path / "ro"
     full.mkdir()
     ro.mkdir()
     script = _SCRIPT.format(tests=str(HERE.parent), home=str(exportable),
                             dests={"full": str(full / "out"), "ro": str(ro / "out")})
-    shell = (f"mount -t tmpfs -o size=8k tmpfs {full} && mount --bind {ro} {ro} && "
-             f"mount -o remount,ro,bind {ro} {ro} && exec {sys.executable} -c \"$SCRIPT\"")
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True,
-                          env={**os.environ, "SCRIPT": script}, timeout=300)
-    assert "RESULT" in proc.stdout, proc.stderr[-2000:]
-    results = json.loads(proc.stdout.split("RESULT", 1)[1])
+    results = in_mount_namespace(f"mount -t tmpfs -o size=8k tmpfs {full} && mount --bind {ro} {ro} "
+                                 f"&& mount -o remount,ro,bind {ro} {ro}", script)
     for label, why in (("full", "No space left on device"), ("ro", "Read-only file system")):
         code, out, err = results[label]
         assert one_line_error(code, err) and why in err and "nothing was left behind" in err, err

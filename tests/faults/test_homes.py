@@ -4,17 +4,14 @@ stderr, no traceback, nothing lost (reads on a read-only home simply work)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from skillbank.cli import app
 
-from .faults_helpers import cli, lost, one_line_error, snapshot
+from .faults_helpers import cli, in_mount_namespace, lost, one_line_error, snapshot, unshare_works
 
 HERE = Path(__file__).parent
 
@@ -129,14 +126,7 @@ print("RESULT" + json.dumps(res))
 """
 
 
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare for a private read-only mount")
+@pytest.mark.skipif(not unshare_works(), reason="needs root and unshare for a private read-only mount")
 def test_every_command_on_a_read_only_home(sound, tmp_path):
     """The home is bind-mounted read-only in a private mount namespace (root ignores file
     modes, a read-only mount it cannot): reads work, writes are refused in one line."""
@@ -144,12 +134,8 @@ def test_every_command_on_a_read_only_home(sound, tmp_path):
     before = snapshot(home)
     script = _RO_SCRIPT.format(tests=str(HERE.parent), paths=[str(home), str(sound / "model"),
                                                                 str(sound / "adapter"), str(tmp_path / "out")])
-    shell = (f"mount --bind {home} {home} && mount -o remount,ro,bind {home} {home} && "
-             f"exec {sys.executable} -c \"$SCRIPT\"")
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True,
-                          env={**os.environ, "SCRIPT": script}, timeout=600)
-    assert "RESULT" in proc.stdout, proc.stderr[-2000:]
-    results = json.loads(proc.stdout.split("RESULT", 1)[1])
+    results = in_mount_namespace(f"mount --bind {home} {home} && "
+                                 f"mount -o remount,ro,bind {home} {home}", script, timeout=600)
     for label, (code, out, err) in results.items():
         if label in READS:
             assert code == 0 and err == "", (label, code, err)
@@ -186,17 +172,13 @@ print("RESULT" + json.dumps(res))
 """
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare for a tiny tmpfs")
+@pytest.mark.skipif(not unshare_works(), reason="needs root and unshare for a tiny tmpfs")
 def test_writes_to_a_home_on_a_full_disk_fail_in_one_line_and_lose_nothing(sound, tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
     script = _FULL_SCRIPT.format(tests=str(HERE.parent), home=str(mount / "home"), mount=str(mount),
                                  sound_home=str(sound / "home"), adapter=str(sound / "adapter"))
-    shell = f"mount -t tmpfs -o size=1m tmpfs {mount} && exec {sys.executable} -c \"$SCRIPT\""
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], capture_output=True, text=True,
-                          env={**os.environ, "SCRIPT": script}, timeout=300)
-    assert "RESULT" in proc.stdout, proc.stderr[-2000:]
-    res = json.loads(proc.stdout.split("RESULT", 1)[1])
+    res = in_mount_namespace(f"mount -t tmpfs -o size=1m tmpfs {mount}", script)
     for label in ("import", "train", "tag"):
         code, out, err = res[label]
         assert one_line_error(code, err), (label, err)

@@ -9,13 +9,12 @@ import shutil
 import pytest
 import torch
 
-from skillbank.acquire.data import check_encodable, char_tokenizer
+from skillbank.acquire.data import char_tokenizer, check_encodable
 from skillbank.base import fingerprint
 from skillbank.fields import check_size
 from skillbank.library import Library
 from skillbank.skill import Skill, SkillError
 from skillbank.worlds.base import Example
-
 from tinyskills import random_lora, tiny_strings_library
 
 from .faults_helpers import cli, one_line_error
