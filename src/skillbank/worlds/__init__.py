@@ -6,6 +6,7 @@
 - ``"lego"``    LEGO variable resolution (Skill-it)
 - ``"arith"``   exact integer add/sub/mul with fixed-width operands
 - ``"files"``   a user's own JSONL/CSV examples (``get_world("files", path=...)``)
+- ``"debian"``  real text shipped with skillbank: Debian package synopses by section
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from .arith import ArithWorld
 from .base import Example, World, split_of
-from .files import FilesWorld
+from .files import DebianWorld, FilesWorld
 from .lego import LegoWorld
 from .strings import PRIMITIVES, StringsWorld
 
@@ -25,6 +26,7 @@ WORLDS: dict[str, type[World]] = {
     "lego": LegoWorld,
     "arith": ArithWorld,
     "files": FilesWorld,
+    "debian": DebianWorld,
 }
 
 
@@ -45,16 +47,19 @@ def pinned_args(name: str, args: dict[str, Any] | None) -> dict[str, Any]:
     file's sha256), so a recipe holding them names the data by content, not by path. Only
     worlds read from files are built for this; generated worlds need nothing."""
     args = dict(args or {})
-    if name != "files":
+    if not issubclass(WORLDS.get(name, World), FilesWorld):
         return args
     world = get_world(name, **args)
-    return {**args, "path": str(Path(args["path"]).resolve()), **world.identity()}
+    if "path" in args:
+        args["path"] = str(Path(args["path"]).resolve())
+    return {**args, **world.identity()}
 
 
 __all__ = [
     "WORLDS",
     "ArithWorld",
     "Example",
+    "DebianWorld",
     "FilesWorld",
     "LegoWorld",
     "PRIMITIVES",

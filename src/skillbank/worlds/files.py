@@ -5,14 +5,21 @@ Every row names its task and is one of two kinds (a file holds one kind only):
 - generation:     ``{"task": ..., "input": ..., "target": ...}``
 - classification: ``{"task": ..., "text": ..., "label": ...}``
 
-JSONL (``.jsonl``) has one JSON object per line (blank lines are skipped); CSV (``.csv``)
-has a header row naming the columns. Extra columns are ignored. JSON numbers and booleans
-are turned into their JSON text (``1`` -> ``"1"``, ``true`` -> ``"true"``).
+JSONL (``.jsonl``, or gzip-compressed ``.jsonl.gz``) has one JSON object per line (blank
+lines are skipped); CSV (``.csv``) has a header row naming the columns. Extra columns are
+ignored, except an optional ``group``. JSON numbers and booleans are turned into their JSON
+text (``1`` -> ``"1"``, ``true`` -> ``"true"``). Empty texts and labels are refused.
 
 The prompt is the input (or text) exactly as given, the target the target (or label).
-``examples(task, n, seed, split)`` keeps the rows of ``task`` whose input hashes into
+``examples(task, n, seed, split)`` keeps the rows of ``task`` whose split key hashes into
 ``split`` (the rule of :func:`~skillbank.worlds.base.split_of`), shuffles them with ``seed``
-and returns the first ``n`` (all of them if there are fewer, or if ``n <= 0``).
+and returns the first ``n`` (all of them if there are fewer, or if ``n <= 0``). The split
+key is the row's ``group`` when it has one (rows of one group — a package and its
+documentation, one author's texts — always share a split), else its input.
+
+``shots=k`` keeps a fixed few-shot subset of the train split: per label (per task, for a
+generation file) the ``k`` rows whose input has the smallest sha256, the same for every
+seed. The eval split is never cut.
 
 A bad file (missing, unknown extension, invalid row, missing columns, no rows, mixed kinds)
 raises ValueError with a one-line message naming the file and, where it applies, the line.
@@ -64,19 +71,42 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
 def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
     """(line number, row) pairs of a .jsonl or .csv file and the sha256 of its bytes;
     ValueError on a bad file."""
-    if path.suffix not in (".jsonl", ".csv"):
-        raise ValueError(f"{path}: unknown extension {path.suffix!r} (expected .jsonl or .csv)")
+    gz = path.name.endswith(".jsonl.gz")
+    if path.suffix not in (".jsonl", ".csv") and not gz:
+        raise ValueError(f"{path}: unknown extension {path.suffix!r} "
+                         "(expected .jsonl, .jsonl.gz or .csv)")
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     try:
         data = path.read_bytes()
-        text = data.decode("utf-8-sig")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        text = (_gunzip(path, data) if gz else data).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
-    records = _read_jsonl(path, text) if path.suffix == ".jsonl" else _read_csv(path, text)
+    records = _read_csv(path, text) if path.suffix == ".csv" else _read_jsonl(path, text)
     if not records:
         raise ValueError(f"{path}: empty file (no rows)")
     return records, hashlib.sha256(data).hexdigest()
+
+
+MAX_TEXT_BYTES = 256 * 2**20   # a decompressed data file larger than this is refused
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    import gzip
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(MAX_TEXT_BYTES + 1)
+    except (OSError, EOFError, zlib.error):
+        raise ValueError(f"{path}: not a valid gzip file") from None
+    if len(out) > MAX_TEXT_BYTES:
+        raise ValueError(f"{path}: more than {MAX_TEXT_BYTES // 2**20} MiB of text once "
+                         "decompressed")
+    return out
 
 
 def _value(where: str, column: str, value: Any) -> str:
@@ -107,10 +137,13 @@ class FilesWorld(World):
 
     name = "files"
 
-    def __init__(self, path: str | os.PathLike[str], sha256: str | None = None):
+    def __init__(self, path: str | os.PathLike[str], sha256: str | None = None, shots: int = 0):
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+            raise ValueError(f"shots must be a non-negative int, got {shots!r}")
         self.path = Path(path)
         self.kind = ""
-        self._rows: dict[str, list[tuple[str, str]]] = {}
+        self.shots = shots
+        self._rows: dict[str, list[tuple[str, str, str]]] = {}
         first_line = 0
         records, self.sha256 = read_records(self.path)
         if sha256 is not None and sha256 != self.sha256:
@@ -129,19 +162,37 @@ class FilesWorld(World):
             task = _value(where, task_col, row[task_col])
             if not task:
                 raise ValueError(f"{where}: empty task name")
-            pair = (
-                _value(where, input_col, row[input_col]),
-                _value(where, target_col, row[target_col]),
-            )
-            self._rows.setdefault(task, []).append(pair)
+            prompt = _value(where, input_col, row[input_col])
+            target = _value(where, target_col, row[target_col])
+            if kind == "classification" and not prompt.strip():
+                raise ValueError(f"{where}: empty text")
+            if kind == "classification" and not target.strip():
+                raise ValueError(f"{where}: empty label")
+            group = row.get("group")
+            key = prompt if group in (None, "") else _value(where, "group", group)
+            self._rows.setdefault(task, []).append((prompt, target, key))
 
     def identity(self) -> dict:
         return {"sha256": self.sha256}
 
+    def _split_rows(self, task: str, split: str) -> list[tuple[str, str, str]]:
+        rows = [r for r in self._task_rows(task) if split_of(r[2]) == split]
+        if split != "train" or not self.shots:
+            return rows
+        ranked = sorted(rows, key=lambda r: hashlib.sha256(r[0].encode()).hexdigest())
+        kept: dict[str, int] = {}
+        out = []
+        for r in ranked:
+            label = r[1] if self.kind == "classification" else ""
+            if kept.get(label, 0) < self.shots:
+                kept[label] = kept.get(label, 0) + 1
+                out.append(r)
+        return out
+
     def tasks(self) -> list[str]:
         return sorted(self._rows)
 
-    def _task_rows(self, task: str) -> list[tuple[str, str]]:
+    def _task_rows(self, task: str) -> list[tuple[str, str, str]]:
         if task not in self._rows:
             raise self.unknown_task(task)
         return self._rows[task]
@@ -152,23 +203,47 @@ class FilesWorld(World):
             raise ValueError(
                 f"{self.path}: labels() needs a classification file; this one is {self.kind}"
             )
-        return sorted({label for _, label in self._task_rows(task)})
+        labels = sorted({label for _, label, _ in self._task_rows(task)})
+        trained = {label for _, label, _ in self._split_rows(task, "train")}
+        unseen = [label for label in labels if label not in trained]
+        if unseen:
+            raise ValueError(f"{self.path}: task {task!r}: label(s) "
+                             f"{', '.join(map(repr, unseen))} appear only in the eval split, "
+                             "never in training")
+        return labels
 
     def charset(self) -> str:
-        chars = {c for rows in self._rows.values() for pair in rows for part in pair for c in part}
+        chars = {c for rows in self._rows.values() for r in rows for part in r[:2] for c in part}
         return "".join(sorted(chars))
 
     def max_target_len(self, task: str) -> int:
-        return max(len(target) for _, target in self._task_rows(task))
+        return max(len(target) for _, target, _ in self._task_rows(task))
 
     def examples(self, task: str, n: int, seed: int, split: str = "train") -> list[Example]:
-        rows = self._task_rows(task)
         check_split(split)
-        picked = [
-            Example(task, prompt, target) for prompt, target in rows if split_of(prompt) == split
-        ]
+        picked = [Example(task, prompt, target) for prompt, target, _ in self._split_rows(task, split)]
         make_rng(self.name, task, seed, split).shuffle(picked)
         return picked if n <= 0 else picked[:n]
 
     def __repr__(self) -> str:
-        return f"FilesWorld(path={str(self.path)!r}, kind={self.kind!r}, tasks={len(self._rows)})"
+        return (f"{type(self).__name__}(path={str(self.path)!r}, kind={self.kind!r}, "
+                f"tasks={len(self._rows)}, shots={self.shots})")
+
+
+DEBIAN_DATA = Path(__file__).resolve().parent / "data" / "debian.jsonl.gz"
+
+
+class DebianWorld(FilesWorld):
+    """Real human-written text: Debian package synopses labelled by archive section.
+
+    Six classification tasks of 3–4 sections each (``media``: graphics / sound / video, …),
+    8,178 rows, built by ``dev/build_debian.py`` from ``apt-cache dumpavail`` and shipped
+    with the package (``worlds/data/debian.md``: provenance, licence, the counts). Rows are
+    grouped by source package for the split. ``shots=16`` or ``64`` gives the few-shot
+    training subsets.
+    """
+
+    name = "debian"
+
+    def __init__(self, shots: int = 0, sha256: str | None = None):
+        super().__init__(DEBIAN_DATA, sha256=sha256, shots=shots)
