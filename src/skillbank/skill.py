@@ -154,6 +154,22 @@ class Skill:
         """Task-head tensors the skill carries (e.g. a classifier), prefix stripped."""
         return {k.removeprefix("head."): v for k, v in self.tensors.items() if k.startswith("head.")}
 
+    def heads(self) -> dict[str, dict[str, Any]]:
+        """``{task: {"weight", "bias", "labels"}}``: the classification heads the skill
+        carries, by the task each answers. A trained classifier has one (``head.weight``,
+        ``head.bias``, ``config["labels"]``, for its recipe's task); a merge of classifiers
+        keeps every member's beside the shared encoder (``head.TASK.weight``, …, with
+        ``config["heads"] = {task: labels}``). A skill with no head gives ``{}``."""
+        named = self.config.get("heads")
+        if isinstance(named, dict):
+            return {t: {"weight": self.tensors[f"head.{t}.weight"],
+                        "bias": self.tensors[f"head.{t}.bias"], "labels": list(labels)}
+                    for t, labels in named.items()}
+        head, labels, task = self.head(), self.config.get("labels"), self.recipe.get("task")
+        if set(head) == {"weight", "bias"} and labels and isinstance(task, str):
+            return {task: {**head, "labels": list(labels)}}
+        return {}
+
 
 MAX_LORA_ALPHA = 1e6
 
@@ -177,6 +193,7 @@ def check_tensors(skill: Skill) -> None:
     skill, and a LoRA skill's config is sound (:func:`check_lora_config`)."""
     if skill.kind == "lora":
         check_lora_config(skill.config, f"skill {skill.name}")
+    check_heads(skill)
     for key, t in skill.tensors.items():
         if not isinstance(t, torch.Tensor):
             raise SkillError(f"skill {skill.name}: {key} is not a tensor")
@@ -188,6 +205,26 @@ def check_tensors(skill: Skill) -> None:
             raise SkillError(f"skill {skill.name}: tensor {key} is {t.dtype}; skills hold floats")
         if not bool(torch.isfinite(t).all()):
             raise SkillError(f"skill {skill.name}: tensor {key} holds NaN or Inf")
+
+
+def check_heads(skill: Skill) -> None:
+    """SkillError unless every classification head the config names is there, shaped
+    ``[len(labels), hidden]`` and ``[len(labels)]``, with distinct string labels."""
+    named = skill.config.get("heads")
+    if named is None:
+        return
+    if not isinstance(named, dict) or not named:
+        raise SkillError(f"skill {skill.name}: config 'heads' must map tasks to label lists")
+    for task, labels in named.items():
+        if not (isinstance(labels, list) and len(labels) >= 2
+                and all(isinstance(x, str) for x in labels) and len(set(labels)) == len(labels)):
+            raise SkillError(f"skill {skill.name}: head {task!r} needs two or more distinct "
+                             "string labels")
+        w, b = skill.tensors.get(f"head.{task}.weight"), skill.tensors.get(f"head.{task}.bias")
+        if not isinstance(w, torch.Tensor) or not isinstance(b, torch.Tensor) or w.dim() != 2 \
+                or tuple(b.shape) != (len(labels),) or w.shape[0] != len(labels):
+            raise SkillError(f"skill {skill.name}: head {task!r} is missing or not shaped "
+                             f"for its {len(labels)} labels")
 
 
 def lora_scale(config: dict[str, Any], rank: int) -> float:

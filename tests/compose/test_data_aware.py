@@ -97,7 +97,7 @@ def test_gram_matrices_are_the_layer_inputs_gram(tmp_path):
     model = base.load_model([a])
     examples = get_world("strings").examples("rev", 3, seed=0)
     param = "model.layers.0.self_attn.q_proj.weight"
-    got = gram_matrices(model, tok, examples, [param])[param]
+    got = gram_matrices(model, [training_batch(tok, examples)], [param])[param]
     batch = training_batch(tok, examples)  # independently: layer 0's q_proj reads norm(embeddings)
     with torch.no_grad():
         hidden = model(**{k: batch[k] for k in ("input_ids", "attention_mask")},
@@ -158,7 +158,7 @@ def test_the_advisor_keeps_the_best_candidate_and_the_whole_table(tmp_path, monk
         m.recipe["method_name"] = spec.method
         return m
 
-    monkeypatch.setattr(advisor, "exact_match_by_task", fake_exact_match)
+    monkeypatch.setattr(advisor, "score_by_task", fake_exact_match)
     monkeypatch.setattr(advisor, "merge_skills", tagged_merge)
     grid = [MergeSpec("linear"), MergeSpec("ties", density=0.5), MergeSpec("knots")]
     best = advisor.advise("auto", base, [a, b], "strings", k=3, grid=grid)
@@ -286,7 +286,7 @@ def test_the_advisor_refuses_more_selection_inputs_than_the_eval_split_holds(tmp
     fa = replace(a, recipe={"world": "files", "task": "rev", "world_args": {"path": str(data)}})
     fb = replace(b, recipe={"world": "files", "task": "sort", "world_args": {"path": str(data)}})
     with pytest.raises(SkillError, match=f"task rev has {held_out} held-out inputs, fewer than the 500"):
-        advise("auto", base, [fa, fb], "files", k=500)
+        advise("auto", base, [fa, fb], "files", k=500, world_args={"path": str(data)})
     lib.close()
 
 

@@ -21,6 +21,7 @@ from .core import (
     lib,
     out,
     table,
+    world_of,
 )
 
 
@@ -109,8 +110,8 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
 @app.command("eval", rich_help_panel=PANEL)
 def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERSION] (none: base only).")] = None,
              base: Annotated[str | None, typer.Option(help="Base (default: the skills' base).")] = None,
-             world: str = "strings",
-             data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+             world: Annotated[str | None, typer.Option(help="World of the tasks (default: the skills').")] = None,
+             data: Annotated[Path | None, typer.Option(help="Data file for --world files (default: the skills').")] = None,
              tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: the skills' tasks).")] = None,
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
              seed: int = 0, as_json: JsonOpt = False,
@@ -123,7 +124,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     """Evaluate the base alone and each skill on each task; results go to the library."""
     from ..evaluate.jobs import eval_matrix_on
     from ..run import get_executor
-    from ..worlds import get_world, pinned_args
+    from ..worlds import get_world
     from ..worlds.base import check_n
 
     library = lib(write=True)
@@ -131,12 +132,13 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     if base is None and not loaded:
         raise SkillError("give at least one skill or --base")
     b = library.base(base) if base else library.base_of(loaded[0])
-    task_list = csv_list(tasks) if tasks else sorted({s.recipe.get("task") for s in loaded if s.recipe.get("task")})
+    task_list = csv_list(tasks) if tasks else sorted(
+        {t for s in loaded for t in (s.heads() or [s.recipe.get("task")]) if isinstance(t, str)})
     if not task_list:
         raise SkillError("no tasks: pass --tasks")
     ui = Ui(as_json)
     total = (len(loaded) + 1) * len(task_list)
-    world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
+    world, world_args = world_of(library, loaded, world, data)
     w = get_world(world, **world_args)
     check_n(n)
     for t in task_list:
@@ -146,11 +148,14 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
                                 n, seed, world_args, progress=progress)
     if as_json:
         return emit(matrix)
-    first = next(iter(next(iter(matrix.values())).values()))
+    first = next(c for row in matrix.values() for c in row.values() if c is not None)
     key = "accuracy" if "accuracy" in first else "exact_match"
-    table(f"{key.replace('_', ' ')} ± stderr ({n} held-out per task)", ["subject", *task_list],
-          [[s, *[f"{row[t][key]:.3f}±{row[t][key + '_stderr']:.3f}" for t in task_list]]
-           for s, row in matrix.items()])
+
+    def cell(c: dict | None) -> str:
+        return "n/a" if c is None else f"{c[key]:.3f}±{c[key + '_stderr']:.3f}"
+
+    table(f"{key.replace('_', ' ')} ± stderr ({n} held-out per task; n/a: no head for the task)",
+          ["subject", *task_list], [[s, *[cell(row[t]) for t in task_list]] for s, row in matrix.items()])
 
 
 @app.command("demo", rich_help_panel=PANEL)

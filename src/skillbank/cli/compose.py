@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..skill import SkillError
-from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
+from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table, world_of
 
 LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++",
            "adamerging", "adamerging-task")
@@ -27,7 +28,8 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 convention: Annotated[str, typer.Option(help="TIES convention: peft or mergekit.")] = "peft",
                 sign_method: Annotated[str, typer.Option(help="TIES sign vote: total or frequency.")] = "total",
                 swap: Annotated[str | None, typer.Option(help="layer_swap: member index per layer, e.g. 0,0,1.")] = None,
-                world: Annotated[str | None, typer.Option(help="Learned methods: world of the examples (default: the members' world).")] = None,
+                world: Annotated[str | None, typer.Option(help="World of the examples and of --eval (default: the members').")] = None,
+                data: Annotated[Path | None, typer.Option(help="Data file for --world files (default: the members').")] = None,
                 task: Annotated[str | None, typer.Option(help="lorahub: the new task whose few examples pick the weights.")] = None,
                 tasks: Annotated[str | None, typer.Option(help="scalearn*: target tasks (default: the members' tasks).")] = None,
                 examples: Annotated[int | None, typer.Option(min=1, max=10_000, help="lorahub: examples of the new task (default 5); auto: held-out inputs per member task that pick the merge (default 50).")] = None,
@@ -48,7 +50,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
     new task; ScaLearn a per-layer scaling of each member's output; AdaMerging λ per member
     (and layer) by entropy minimisation; auto tries the merges and keeps the best. Every result
     is stored with its recipe, lineage, diagnostics and merge error."""
-    from ..compose.measure import member_tasks, members_world_args, normalised_accuracy
+    from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import METHODS, MergeSpec, merge_skills
 
     if method not in METHODS + LEARNED + ("auto",):
@@ -67,7 +69,10 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                      [[" + ".join(r["pair"]), r["cosine"], r["sign_disagreement"], r["shared_entries"]]
                       for r in sorted(rows, key=lambda r: -r["sign_disagreement"])])
     base = library.base_of(skills[0])
-    world = world or skills[0].recipe.get("world", "strings")
+    world, wargs = world_of(library, skills, world, data)
+    if base.kind == "encoder" and (method in LEARNED or method.startswith(("lorahub", "adamerging"))):
+        raise SkillError(f"{method} learns from generated answers; on an encoder base "
+                         "(classifiers) use a merge method, regmean, fisher or auto")
     ui = Ui(as_json)
     if method == "lorahub":
         from ..compose.lorahub import lorahub
@@ -77,14 +82,14 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         total = steps or 40
         with ui.bar(f"lorahub {new}", total) as step:
             merged = lorahub(new, base, skills, world, task, examples=examples or 5, steps=total,
-                             seed=seed, progress=step)
+                             seed=seed, progress=step, world_args=wargs)
     elif method == "auto":
         from ..compose.advisor import advise, candidates
 
         grid = candidates(len(skills), seed)
         with ui.bar(f"auto {new}", len(grid)) as step:
             merged = advise(new, base, skills, world, k=examples or 50, seed=seed, grid=grid,
-                            progress=step, lib=library)
+                            progress=step, lib=library, world_args=wargs)
     elif method.startswith("adamerging"):
         from ..compose.adamerging import AdaMergingRecipe, train_adamerging
 
@@ -102,7 +107,8 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         recipe = ScaLearnRecipe(variant=method, steps=steps or 300, lr=5e-2 if lr is None else lr,
                                 pool=pool, seed=seed)
         with ui.bar(f"{method} {new}", recipe.steps) as step:
-            merged = train_scalearn(new, base, skills, world, task_list, recipe, progress=step)
+            merged = train_scalearn(new, base, skills, world, task_list, recipe, progress=step,
+                                    world_args=wargs)
     else:
         try:
             w = [float(x) for x in csv_list(weights)] if weights else None
@@ -115,13 +121,12 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         merged = merge_skills(new, skills, spec, base, lib=library)
     if evaluate:
         merged.metrics["composition"] = normalised_accuracy(
-            base, merged, skills, world, n=n, seed=seed, world_args=members_world_args(skills, world))
+            base, merged, skills, world, n=n, seed=seed, world_args=wargs)
         if method == "lorahub" and task not in member_tasks(skills):
-            from ..compose.measure import exact_match_by_task
+            from ..compose.measure import score_by_task
 
             merged.metrics["composition"]["new_task"] = {
-                task: exact_match_by_task(base, [merged], world, [task], n, seed,
-                                          world_args=members_world_args(skills, world))[task]}
+                task: score_by_task(base, [merged], world, [task], n, seed, world_args=wargs)[task]}
     merged = library.add(merged)
     if as_json:
         return emit(merged.manifest())
@@ -171,7 +176,8 @@ def _short_settings(settings: dict) -> str:
 @app.command("route", rich_help_panel=PANEL)
 def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.")],
               members: Annotated[str, typer.Option("--from", help="Comma-separated member skills.")],
-              world: Annotated[str, typer.Option(help="World of the routing examples.")] = "strings",
+              world: Annotated[str | None, typer.Option(help="World of the routing examples (default: the members').")] = None,
+              data: Annotated[Path | None, typer.Option(help="Data file for --world files (default: the members').")] = None,
               tasks: Annotated[str | None, typer.Option(help="Tasks to route over (default: the members' tasks).")] = None,
               steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: RouterRecipe's).")] = None,
               lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default: RouterRecipe's).")] = None,
@@ -189,19 +195,24 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
     if None in task_list:
         raise SkillError("some members have no task in their recipe: pass --tasks")
     base = library.base_of(skills[0])
+    if base.kind != "causal":
+        raise SkillError(f"route learns per-token routing over generation skills; base "
+                         f"{base.name} is an {base.kind} (classifiers: merge them, or auto)")
+    world, wargs = world_of(library, skills, world, data)
     ui = Ui(as_json)
     given = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
-    recipe = RouterRecipe(world, tuple(task_list), seed=seed, **given)
+    recipe = RouterRecipe(world, tuple(task_list), seed=seed, world_args=wargs, **given)
     with ui.bar(f"route {new}", recipe.steps) as step:
         router = train_router(new, base, skills, recipe, progress=step)
     router = library.add(router)
     result = {"router": router.ref, "composition": normalised_accuracy(
-        base, router, skills, world, n=n, seed=seed, lib=library)}
+        base, router, skills, world, n=n, seed=seed, lib=library, world_args=wargs)}
     if distil:
         static = library.add(merge_skills(f"{new}-distilled", skills,
                                           MergeSpec("linear", weights=distil_weights(router))))
         result["distilled"] = {"ref": static.ref, "composition": normalised_accuracy(
-            base, static, skills, world, n=n, seed=seed, alone=result["composition"]["alone"])}
+            base, static, skills, world, n=n, seed=seed, alone=result["composition"]["alone"],
+            world_args=wargs)}
     library.add_result(router.ref, world, ",".join(task_list), result)
     if as_json:
         return emit(result)

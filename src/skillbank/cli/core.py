@@ -141,6 +141,25 @@ def csv_list(value: str) -> list[str]:
         raise SkillError(f"expected a comma-separated list, got {value!r}")
     return items
 
+def world_of(library: Library, skills, world: str | None, data: Path | None) -> tuple[str, dict]:
+    """The world (and pinned arguments) a command over ``skills`` runs in: ``--data`` /
+    ``--world`` when given, else what the skills' recipes name — a composed skill's
+    through its lineage (``worlds.world_for``)."""
+    from ..worlds import world_for
+
+    recipes, todo, seen = [], list(skills), set()
+    while todo and len(seen) < 1000:
+        s = todo.pop()
+        if s.ref in seen:
+            continue
+        seen.add(s.ref)
+        if isinstance(s.recipe.get("world"), str):
+            recipes.append(s.recipe)
+        else:
+            todo += [library.get(ref) for ref in s.lineage]
+    return world_for(recipes, world, data)
+
+
 def _one_line(message: str) -> None:
     """``error: MESSAGE`` on one line of stderr (newlines in it folded), exit 2."""
     text = " ".join(line.strip() for line in message.splitlines() if line.strip())

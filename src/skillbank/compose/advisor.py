@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from ..base import Base
 from ..skill import Skill, SkillError
 from ..worlds import get_world
-from .measure import exact_match_by_task, member_tasks, members_world_args, normalised
+from .measure import member_tasks, normalised, score_by_task
 from .ops import DATA_AWARE, MergeSpec, delta_params, member_statistics, merge_skills
 
 SELECTION_SEED_OFFSET = 7919
@@ -49,23 +49,25 @@ def settings(spec: MergeSpec) -> dict:
 
 def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int = 50,
            seed: int = 0, grid: Sequence[MergeSpec] | None = None,
-           progress: Callable[[int, float | None], None] | None = None, lib=None) -> Skill:
-    """The best merge of ``members`` on ``k`` selection inputs per member task (unsaved),
-    its metrics holding the table of every candidate tried."""
+           progress: Callable[[int, float | None], None] | None = None, lib=None,
+           world_args: dict | None = None) -> Skill:
+    """The best merge of ``members`` on ``k`` selection inputs per member task of ``world``
+    (built with ``world_args``), unsaved, its metrics holding the table of every candidate
+    tried."""
     tasks = member_tasks(members)
     if None in tasks:
         raise SkillError("--method auto scores merges on each member's task: "
                          + ", ".join(m.ref for m, t in zip(members, tasks, strict=True) if t is None)
                          + " record no task")
     sel = seed + SELECTION_SEED_OFFSET
-    for m, t in zip(members, tasks, strict=True):
-        w = get_world(m.recipe.get("world", world), **m.recipe.get("world_args", {}))
+    wargs = dict(world_args or {})
+    w = get_world(world, **wargs)
+    for t in tasks:
         have = len(w.examples(t, k, seed=sel, split="eval"))
         if have < k:
             raise SkillError(f"task {t} has {have} held-out inputs, fewer than the {k} asked "
                              f"for: use --examples {have} or fewer")
-    wargs = members_world_args(members, world)
-    alone = {t: exact_match_by_task(base, [m], world, [t], k, sel, world_args=wargs)[t]
+    alone = {t: score_by_task(base, [m], world, [t], k, sel, world_args=wargs)[t]
              for m, t in zip(members, tasks, strict=True)}
     grid = list(grid) if grid is not None else candidates(len(members), seed)
     params = list(delta_params(members))
@@ -81,7 +83,7 @@ def advise(name: str, base: Base, members: Sequence[Skill], world: str, k: int =
                 stats_cache[key] = member_statistics(base, members, spec, params, lib)
             stats = stats_cache[key]
         merged = merge_skills(name, members, spec, base, stats=stats)
-        composed = exact_match_by_task(base, [merged], world, tasks, k, sel, world_args=wargs)
+        composed = score_by_task(base, [merged], world, tasks, k, sel, world_args=wargs)
         score = normalised(composed, alone)
         mean = sum(score.values()) / len(score)
         rows.append({"method": spec.method, "settings": settings(spec), "normalised": score,

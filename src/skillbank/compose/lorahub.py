@@ -114,15 +114,16 @@ def lorahub(
     reg: float = REG,
     bound: float = BOUND,
     progress=None,
+    world_args: dict | None = None,
 ) -> Skill:
-    """Find LoRAHub weights for ``task`` from ``examples`` training examples; return the
-    composed (unsaved) ``delta`` skill."""
+    """Find LoRAHub weights for ``task`` from ``examples`` training examples (of the world
+    built with ``world_args``); return the composed (unsaved) ``delta`` skill."""
     check_members(members)
     for m in members:
         check_base(m, base)
     if examples < 1:
         raise SkillError(f"LoRAHub needs ≥ 1 example, got {examples}")
-    shots = get_world(world_name).examples(task, examples, seed=seed, split="train")
+    shots = get_world(world_name, **(world_args or {})).examples(task, examples, seed=seed, split="train")
     model = base.load_model()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -1,8 +1,10 @@
 """How well a composed skill keeps its members: normalised accuracy per member task.
 
-normalised accuracy on task t = exact match of the composed skill on t / exact match of
-the member trained for t, alone (docs/methods.md §2–3). 1.0 means
-the merge lost nothing on that task; a member that scores 0 alone gives ``None``.
+normalised accuracy on task t = score of the composed skill on t / score of the member
+trained for t, alone (docs/methods.md §2–3), where the score is held-out exact match on a
+generation task and accuracy on a classification task (the composed classifier answering
+with that task's own head, ``compose.heads``). 1.0 means the merge lost nothing on that
+task; a member that scores 0 alone gives ``None``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 
 from ..base import Base
 from ..evaluate.suites import evaluate_model, load_subject
-from ..skill import Skill
+from ..skill import Skill, SkillError
 from ..worlds import get_world
 
 
@@ -24,18 +26,19 @@ def member_tasks(members: Sequence[Skill]) -> list[str]:
     return [m.recipe.get("task") for m in members]
 
 
-def members_world_args(members: Sequence[Skill], world_name: str) -> dict:
-    """The world arguments the members were made with (a files world's data file), when
-    they agree and name ``world_name``; else none."""
-    args = [m.recipe.get("world_args", {}) for m in members if m.recipe.get("world") == world_name]
-    return args[0] if args and all(a == args[0] for a in args) else {}
-
-
-def exact_match_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: Sequence[str],
-                        n: int, seed: int, lib=None, world_args: dict | None = None) -> dict[str, float]:
-    """Exact match of the base with ``skills`` applied (or a router, given ``lib``), per task,
-    on the world built with ``world_args`` (a files world's data file, say)."""
+def score_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: Sequence[str],
+                  n: int, seed: int, lib=None, world_args: dict | None = None) -> dict[str, float]:
+    """Exact match (generation) or accuracy (classification: one skill, its head for each
+    task) of the base with ``skills`` applied (or a router, given ``lib``), per task, on the
+    world built with ``world_args`` (a files world's data file, say)."""
     world = get_world(world_name, **(world_args or {}))
+    if world.kind == "classification":
+        from ..evaluate.classify import evaluate_classifier
+
+        if len(skills) != 1:
+            raise SkillError("a classifier is scored one skill at a time")
+        return {t: evaluate_classifier(base, skills[0], world, t, n, seed)["accuracy"]
+                for t in tasks}
     model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
     tok = base.load_tokenizer()
     return {t: evaluate_model(model, tok, world, t, n, seed)["exact_match"] for t in tasks}
@@ -47,7 +50,7 @@ def normalised_accuracy(base: Base, composed: Skill, members: Sequence[Skill], w
     """Composed vs each member alone on the member's own task (``alone`` may be cached)."""
     tasks = member_tasks(members)
     if alone is None:
-        alone = {t: exact_match_by_task(base, [m], world_name, [t], n, seed, world_args=world_args)[t]
+        alone = {t: score_by_task(base, [m], world_name, [t], n, seed, world_args=world_args)[t]
                  for m, t in zip(members, tasks, strict=True)}
-    comp = exact_match_by_task(base, [composed], world_name, tasks, n, seed, lib, world_args)
+    comp = score_by_task(base, [composed], world_name, tasks, n, seed, lib, world_args)
     return {"composed": comp, "alone": alone, "normalised": normalised(comp, alone)}

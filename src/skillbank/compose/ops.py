@@ -22,6 +22,7 @@ from ..base import Base
 from ..skill import Skill, SkillError, lora_modules, lora_scale
 from . import merge
 from .fisher import fisher_merge
+from .heads import with_heads
 from .knots import knots
 from .regmean import average as regmean_average
 from .regmean import regmean
@@ -290,9 +291,9 @@ def merge_skills(name: str, skills: Sequence[Skill], spec: MergeSpec, base: Base
                       "mean": sum(per.values()) / max(1, len(per)), "per_matrix": per}
         extra["diagnostics"] = diag.result()
     recipe = {"method": "merge", **asdict(spec), "members": [s.ref for s in skills]}
-    return Skill(name=name, kind=kind, base=skills[0].base, tensors=tensors, config=config,
-                 recipe=recipe, lineage=[s.ref for s in skills],
-                 metrics={"merge_error": errors, **extra})
+    return with_heads(Skill(name=name, kind=kind, base=skills[0].base, tensors=tensors,
+                            config=config, recipe=recipe, lineage=[s.ref for s in skills],
+                            metrics={"merge_error": errors, **extra}), skills)
 
 
 class Diagnostics:

@@ -14,7 +14,7 @@ router's mean α over the training mixture — what survives when routing is rem
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, field, dataclass
 
 import torch
 
@@ -47,6 +47,7 @@ class RouterRecipe:
     warmup: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    world_args: dict = field(default_factory=dict)  # a files world's data file (pinned)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -87,7 +88,7 @@ def train_router(name: str, base: Base, members: Sequence[Skill], recipe: Router
     """Train only the router on an even mixture of the recipe's tasks; a ``router`` skill."""
     for m in members:
         check_base(m, base)
-    world = get_world(recipe.world)
+    world = get_world(recipe.world, **recipe.world_args)
     torch.manual_seed(recipe.seed)
     base_model = base.load_model()
     model = RoutedModel(base_model, members,

@@ -164,6 +164,7 @@ def train_scalearn(
     tasks: Sequence[str],
     recipe: ScaLearnRecipe | None = None,
     progress=None,
+    world_args: dict | None = None,
 ) -> Skill:
     """Train only ω on an even mixture of ``tasks``; returns an (unsaved) exact ``delta`` skill."""
     recipe = recipe or ScaLearnRecipe()
@@ -173,7 +174,7 @@ def train_scalearn(
         check_base(m, base)
     if not tasks:
         raise SkillError("ScaLearn needs at least one target task")
-    world = get_world(world_name)
+    world = get_world(world_name, **(world_args or {}))
     torch.manual_seed(recipe.seed)
     model = ScaLearnModel(base.load_model(), members, recipe.variant, recipe.seed)
     pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train") for t in tasks}

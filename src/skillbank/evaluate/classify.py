@@ -8,6 +8,10 @@ therefore fits nothing and reports the *majority-class baseline*: every held-out
 gets the same probabilities, the label frequencies of the task's train split. That row is
 well defined, deterministic, and is the bar a classifier must clear (its accuracy is the
 majority share of the eval split, its ECE the gap between that and the train share).
+
+A skill answers the tasks it has a head for (``Skill.heads``: its own task, or every
+member's task for a merge of classifiers); on any other task it is *not applicable*
+(:class:`NotApplicable`), which an evaluation matrix shows as an empty cell.
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ if TYPE_CHECKING:
     from ..worlds.base import World
 
 
+class NotApplicable(SkillError):
+    """The skill has no head for the task: nothing it could answer there."""
+
+
+def head_for(skill: Skill, task: str) -> dict:
+    """The skill's head for ``task``; NotApplicable when it has none."""
+    heads = skill.heads()
+    if not heads:
+        raise NotApplicable(f"skill {skill.ref} has no classification head (head.weight, "
+                            "head.bias and labels); it is not a classifier")
+    if task not in heads:
+        raise NotApplicable(f"skill {skill.ref} has no head for task {task!r} (it answers "
+                            f"{', '.join(sorted(heads))})")
+    return heads[task]
+
+
 def majority_probs(world: World, task: str, labels: Sequence[str]) -> np.ndarray:
     """Train-split label frequencies of ``task``, in the order of ``labels``."""
     counts = Counter(ex.target for ex in world.examples(task, 0, seed=0, split="train"))
@@ -43,18 +63,16 @@ def majority_probs(world: World, task: str, labels: Sequence[str]) -> np.ndarray
 
 
 @torch.no_grad()
-def skill_probs(base: Base, skill: Skill, texts: Sequence[str],
+def skill_probs(base: Base, skill: Skill, texts: Sequence[str], task: str,
                 batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``[N, C]`` of a classification skill on ``texts``."""
+    """Class probabilities ``[N, C]`` of a classification skill on ``texts`` of ``task``
+    (its head for that task; the columns follow that head's labels)."""
     check_base(skill, base)
-    head = skill.head()
-    labels = skill.config.get("labels")
-    if set(head) != {"weight", "bias"} or not labels:
-        raise SkillError(f"skill {skill.ref} has no classification head (head.weight, "
-                         "head.bias and labels); it is not a classifier")
+    head = head_for(skill, task)
+    labels = head["labels"]
     model = base.load_model([skill])
     linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
-    linear.load_state_dict({k: v.float() for k, v in head.items()})
+    linear.load_state_dict({k: head[k].float() for k in ("weight", "bias")})
     clf = EncoderClassifier(model, linear).eval()
     tokenizer = base.load_tokenizer()
     max_length = int(skill.config.get("max_length") or skill.recipe.get("max_length") or 512)
@@ -70,9 +88,12 @@ def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str
     """Metrics on ``n`` held-out examples (``split='eval'``) of a classification task.
 
     With ``skill=None`` the row is the majority-class baseline (train-split label
-    frequencies for every example; see the module docstring): nothing is fitted.
+    frequencies for every example; see the module docstring): nothing is fitted. A skill
+    without a head for ``task`` raises :class:`NotApplicable` before any work.
     """
     world_labels = classification_world(world, task, base)
+    if skill is not None:
+        head_for(skill, task)
     examples = world.examples(task, n, seed=seed, split="eval")
     if not examples:
         raise SkillError(f"task {task!r} has no rows in the eval split")
@@ -80,7 +101,7 @@ def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str
         labels = world_labels
         probs = np.tile(majority_probs(world, task, labels), (len(examples), 1))
     else:
-        labels = list(skill.config.get("labels") or [])
-        probs = skill_probs(base, skill, [ex.prompt for ex in examples])
+        labels = head_for(skill, task)["labels"]
+        probs = skill_probs(base, skill, [ex.prompt for ex in examples], task)
     y = label_indices(examples, labels).numpy()
     return summarize_classification(probs, y, seed=seed)

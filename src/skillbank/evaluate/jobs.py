@@ -46,6 +46,8 @@ def _run(worker, lib: Library, spec: dict) -> dict:
         model, tok = worker.model(base, skills)  # the worker's cached base, skills applied
     metrics, rid = evaluate_cell(lib, base, subject, skills, spec["world"], world, task, n,
                                  seed, world_args, model, tok)
+    if metrics is None:   # a classifier without a head for this task: not applicable
+        return {"subject": subject, "task": task, "result_id": None, "applicable": False}
     key = "accuracy" if "accuracy" in metrics else "exact_match"
     return {"subject": subject, "task": task, "result_id": rid, key: metrics[key]}
 
@@ -58,12 +60,14 @@ def eval_matrix_on(executor: Executor, lib: Library, base: Base, refs: list[str]
                    include_base: bool = True, progress: Callable[[int, int], None] | None = None,
                    ) -> dict[str, dict[str, dict]]:
     """``suites.eval_matrix`` as one job per subject × task on ``executor``: the same
-    ``{subject: {task: metrics}}`` and the same result rows in the library."""
+    ``{subject: {task: metrics}}`` (None where a classifier has no head for the task) and
+    the same result rows in the library."""
     subjects = ([f"base:{base.name}"] if include_base else []) + list(refs)
     jobs = [eval_job(s, base, world, t, n, seed, world_args) for s in subjects for t in tasks]
     done = executor.run_all(lib.home, jobs, "evaluation", progress=progress)
     rows = {r["id"]: r["metrics"] for r in lib.results()}
     out: dict[str, dict[str, dict]] = {s: {} for s in subjects}
     for r in done:
-        out[r.job.spec["subject"]][r.job.spec["task"]] = rows[r.result["result_id"]]
+        rid = r.result["result_id"]
+        out[r.job.spec["subject"]][r.job.spec["task"]] = None if rid is None else rows[rid]
     return out

@@ -54,17 +54,21 @@ def classifies(base: Base, world: World) -> bool:
 def evaluate_cell(lib: Library, base: Base, subject: str, skills: Sequence[Skill],
                   world_name: str, world: World, task: str, n: int, seed: int,
                   world_args: dict | None = None, model=None, tokenizer=None
-                  ) -> tuple[dict[str, Any], int]:
+                  ) -> tuple[dict[str, Any] | None, int | None]:
     """``(metrics, result id)`` of one subject (``base:<name>`` or a skill ref, with
     ``skills`` applied) on one task, written to the library's results table. ``model`` and
-    ``tokenizer``, if given, are the subject already loaded (a generator)."""
+    ``tokenizer``, if given, are the subject already loaded (a generator). A classifier
+    with no head for ``task`` gives ``(None, None)``: not applicable, nothing stored."""
     if classifies(base, world):
-        from .classify import evaluate_classifier
+        from .classify import NotApplicable, evaluate_classifier
 
         for s in skills:
             check_base(s, base)
         skill = skills[0] if skills else None
-        metrics = evaluate_classifier(base, skill, world, task, n, seed)
+        try:
+            metrics = evaluate_classifier(base, skill, world, task, n, seed)
+        except NotApplicable:
+            return None, None
         predictor = "majority-class baseline" if skill is None else "skill head"
         spec = result_spec(base, n, seed, world_args, predictor=predictor)
     else:
@@ -80,7 +84,8 @@ def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: s
                 include_base: bool = True,
                 progress: Callable[[str, str], None] | None = None) -> dict[str, dict[str, dict]]:
     """``{subject: {task: metrics}}`` for the base (optional) and every skill; each cell is
-    also written to the library's results table (``evaluate_cell``)."""
+    also written to the library's results table (``evaluate_cell``). A cell a classifier
+    cannot answer (no head for the task) is None."""
     world = get_world(world_name, **(world_args or {}))
     subjects: list[tuple[str, list[Skill]]] = [(f"base:{base.name}", [])] if include_base else []
     subjects += [(s.ref, [s]) for s in skills]

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,39 @@ def pinned_args(name: str, args: dict[str, Any] | None) -> dict[str, Any]:
     return {**args, **world.identity()}
 
 
+def world_for(recipes: Sequence[dict], world: str | None = None,
+              data: str | os.PathLike[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(world name, pinned arguments)`` for a command over skills made from ``recipes``.
+
+    - ``data`` given: that file, in world ``files`` (``world`` may only say ``files``);
+    - otherwise the world the recipes name (or ``world``, when given) with the arguments
+      they were made with — a files world's data file, re-read and checked against the
+      sha256 the recipe holds, so a file changed since is an error, not a silent re-use;
+    - recipes naming no world (or ``world`` differing from theirs): ``world`` (default
+      ``strings``) with no arguments; ``files`` then needs ``data``.
+    """
+    made = [(r["world"], r.get("world_args") or {}) for r in recipes
+            if isinstance(r.get("world"), str)]
+    if data is not None:
+        if world not in (None, "files"):
+            raise ValueError(f"--data is a file for --world files, not for world {world!r}")
+        return "files", pinned_args("files", {"path": str(data)})
+    if world is None:
+        names = sorted({n for n, _ in made})
+        if len(names) > 1:
+            raise ValueError(f"the skills come from different worlds ({', '.join(names)}): "
+                             "pass --world")
+        world = names[0] if names else "strings"
+    same = [a for n, a in made if n == world]
+    if same and all(a == same[0] for a in same):
+        get_world(world, **same[0])   # raises if the data changed since the recipe
+        return world, dict(same[0])
+    if world == "files":
+        raise ValueError("--world files needs --data FILE" + (
+            " (the skills were made from different data files)" if same else ""))
+    return world, pinned_args(world, {})
+
+
 __all__ = [
     "WORLDS",
     "ArithWorld",
@@ -67,5 +102,6 @@ __all__ = [
     "World",
     "get_world",
     "pinned_args",
+    "world_for",
     "split_of",
 ]
