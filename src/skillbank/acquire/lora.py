@@ -179,4 +179,7 @@ def train_metrics(log: dict) -> dict:
             "curve": log["curve"], "seconds": round(log["seconds"], 2),
             "tokens_per_second": round(log["tokens_per_second"], 1),
             "resumed_from": log["resumed_from"],
-            **({"restarted": log["restarted"]} if log.get("restarted") else {})}
+            **({"restarted": log["restarted"]} if log.get("restarted") else {}),
+            **({"validation": log["validation"], "stopped_at": log["stopped_at"],
+                "best_step": log["best_step"]}
+               if "validation" in log else {})}

@@ -57,14 +57,19 @@ PANEL = "Acquire and evaluate"
 def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill.")],
               base: Annotated[str, typer.Option(help="Registered base.")],
               task: Annotated[str, typer.Option(help="Task to learn, e.g. rot or rev+sort.")],
-              world: Annotated[str, typer.Option(help="strings, lego, arith or files.")] = "strings",
+              world: Annotated[str | None, typer.Option(help="strings, lego, arith, debian or files (default: files with --data, else strings).")] = None,
               data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+              shots: Annotated[int, typer.Option(min=0, help="debian/files classification: train on a fixed k rows per label (0: all).")] = 0,
               rank: Annotated[int, typer.Option(min=1)] = 8,
-              steps: Annotated[int, typer.Option(min=1)] = 300,
+              steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 300; a classifier's ceiling, see --val-every).")] = None,
               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
-              batch_size: Annotated[int, typer.Option(min=1)] = 64,
+              batch_size: Annotated[int | None, typer.Option(min=1, help="Default 64; classifiers 32.")] = None,
               max_length: Annotated[int, typer.Option(
                   min=1, help="Classification: tokens per text.")] = 64,
+              val_every: Annotated[int, typer.Option(min=0, help="Classification: score a validation slice of the train split every N steps and stop when it stalls (0: never; --steps is then exact).")] = 25,
+              patience: Annotated[int, typer.Option(min=1, help="Classification: validation scores without improvement before stopping.")] = 3,
+              probe: Annotated[bool, typer.Option(help="Classification: score the skill and a logistic-regression probe on frozen embeddings on held-out rows.")] = True,
+              n_eval: Annotated[int, typer.Option("--n", min=1, help="Classification: held-out rows for that comparison.")] = 200,
               seed: int = 0, as_json: JsonOpt = False) -> None:
     """Train a LoRA skill through PEFT (resumes an interrupted run) and store it.
 
@@ -76,7 +81,10 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     from ..worlds import get_world
 
     check_name(skill, "skill name")
+    world = world or ("files" if data is not None else "strings")
     world_args = {"path": str(data.resolve())} if data is not None else {}
+    if shots:
+        world_args["shots"] = shots
     w = get_world(world, **world_args)
     w.examples(task, 1, seed=0)
     library = lib(write=True)
@@ -89,10 +97,13 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     if b.kind != "encoder" and classify:
         raise SkillError(f"task {task!r} is a classification task but base {b.name} is {b.kind}; "
                          "classification skills need an encoder base")
+    steps = steps or 300
+    batch_size = batch_size or (32 if classify else 64)
     if classify:
         trainer, recipe = train_classifier, ClassifierRecipe(
             task=task, world=world, world_args=world_args, rank=rank, alpha=2 * rank, steps=steps,
-            lr=lr, batch_size=batch_size, max_length=max_length, seed=seed)
+            lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+            val_every=val_every, patience=patience)
     else:
         trainer, recipe = train_lora, LoraRecipe(
             world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,
@@ -100,11 +111,34 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     ui = Ui(as_json)
     with ui.bar(f"train {skill}", steps) as step:
         s = library.add(trainer(skill, b, recipe, library.home / "checkpoints", progress=step))
+    beside = _against_probe(library, b, s, w, world, task, n_eval, seed) if classify and probe else None
     if as_json:
-        return emit(s.manifest())
+        return emit({**s.manifest(), **({"held_out": beside} if beside else {})})
     t = s.metrics["train"]
     out.print(f"stored {s.ref}: final loss {t['final_loss']:.4f}, {t['seconds']} s"
               + (f" (resumed from step {t['resumed_from']})" if t["resumed_from"] else ""))
+    if beside:
+        sk, pr = beside["skill"], beside["probe"]
+        out.print(f"held-out accuracy on {task} ({pr['eval_rows']} rows): {s.ref} "
+                  f"{sk['accuracy']:.3f}±{sk['accuracy_stderr']:.3f}, logistic-regression probe "
+                  f"on frozen embeddings {pr['accuracy']:.3f}±{pr['accuracy_stderr']:.3f}"
+                  + ("" if sk["accuracy"] >= pr["accuracy"] else " (the probe is better)"))
+
+
+def _against_probe(library, base, skill, world, world_name: str, task: str, n: int, seed: int) -> dict:
+    """The new classifier and the user's alternative (a probe on frozen embeddings) on the
+    same held-out rows, both stored as results."""
+    from ..acquire.probe import probe
+    from ..evaluate.suites import evaluate_cell, result_spec
+
+    metrics, _ = evaluate_cell(library, base, skill.ref, [skill], world_name, world, task, n, seed,
+                               skill.recipe.get("world_args"))
+    found = probe(base, world, task, world.labels(task), n, seed,
+                  int(skill.config.get("max_length") or 64))
+    library.add_result(f"probe:{base.name}", world_name, task, found,
+                       result_spec(base, n, seed, skill.recipe.get("world_args"),
+                                   predictor="logistic regression on mean-pooled embeddings"))
+    return {"skill": {k: metrics[k] for k in ("accuracy", "accuracy_stderr", "ece")}, "probe": found}
 
 
 @app.command("eval", rich_help_panel=PANEL)
