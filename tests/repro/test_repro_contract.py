@@ -55,7 +55,9 @@ def test_cli_repro_json_and_unknown(monkeypatch, tmp_path):
     r = runner.invoke(app, ["--home", str(tmp_path / "h"), "repro", "fake", "--out", str(tmp_path / "o")])
     assert r.exit_code == 0 and "does NOT hold" in r.stdout
     r = runner.invoke(app, ["repro", "list", "--json"])
-    assert json.loads(r.stdout) == {"reproductions": ["fake"]}
+    assert json.loads(r.stdout) == {"reproductions": ["fake"], "profiles": {"fake": ["embedded"]}}
+    r = runner.invoke(app, ["--home", str(tmp_path / "h"), "repro", "fake", "--profile", "real"])
+    assert r.exit_code != 0 and "repro fake has no real profile" in str(r.exception)
 
 
 def test_unknown_reproduction_is_one_line_error(tmp_path):

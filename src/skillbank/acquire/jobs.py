@@ -1,5 +1,7 @@
 """The ``train`` job kind: one LoRA skill trained (resuming from its checkpoint if a worker
-died) and stored; already stored when a version of its name has the same base and recipe."""
+died) and stored; already stored when a version of its name has the same base and recipe.
+A :class:`~skillbank.acquire.classify.ClassifierRecipe` makes a classification skill (give
+its ``target_modules``, so the stored recipe is the one asked for)."""
 
 from __future__ import annotations
 
@@ -8,22 +10,32 @@ from dataclasses import asdict
 from ..base import Base
 from ..library import Library
 from ..run import Job, register
+from .classify import ClassifierRecipe, train_classifier
 from .lora import LoraRecipe, train_lora
 
 
-def train_job(name: str, base: Base, recipe: LoraRecipe) -> Job:
-    return TRAIN.job({"name": name, "base": base.name, "recipe": asdict(recipe)}, f"train {name}")
+def train_job(name: str, base: Base, recipe: LoraRecipe | ClassifierRecipe) -> Job:
+    classifier = isinstance(recipe, ClassifierRecipe)
+    if classifier and recipe.target_modules is None:
+        raise ValueError("a classifier's train job names its target_modules")
+    return TRAIN.job({"name": name, "base": base.name, "recipe": asdict(recipe),
+                      **({"classifier": True} if classifier else {})}, f"train {name}")
+
+
+def _recipe(spec: dict):
+    return (ClassifierRecipe if spec.get("classifier") else LoraRecipe)(**spec["recipe"])
 
 
 def _stored(lib: Library, spec: dict) -> dict | None:
     base = lib.base(spec["base"])
-    ref = lib.find(spec["name"], base.fingerprint, LoraRecipe(**spec["recipe"]).as_dict())
+    ref = lib.find(spec["name"], base.fingerprint, _recipe(spec).as_dict())
     return {"ref": ref, "new": False} if ref else None
 
 
 def _run(worker, lib: Library, spec: dict) -> dict:
     base = lib.base(spec["base"])
-    made = train_lora(spec["name"], base, LoraRecipe(**spec["recipe"]), lib.home / "checkpoints")
+    trainer = train_classifier if spec.get("classifier") else train_lora
+    made = trainer(spec["name"], base, _recipe(spec), lib.home / "checkpoints")
     skill, new = lib.store(made)
     return {"ref": skill.ref, "new": new, "final_loss": skill.metrics["train"]["final_loss"]}
 

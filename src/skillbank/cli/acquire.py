@@ -61,7 +61,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
               shots: Annotated[int, typer.Option(min=0, help="debian/files classification: train on a fixed k rows per label (0: all).")] = 0,
               rank: Annotated[int, typer.Option(min=1)] = 8,
-              steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 300; a classifier's ceiling, see --val-every).")] = None,
+              steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 300; classifiers 150, a ceiling: see --val-every).")] = None,
               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
               batch_size: Annotated[int | None, typer.Option(min=1, help="Default 64; classifiers 32.")] = None,
               max_length: Annotated[int, typer.Option(
@@ -97,7 +97,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     if b.kind != "encoder" and classify:
         raise SkillError(f"task {task!r} is a classification task but base {b.name} is {b.kind}; "
                          "classification skills need an encoder base")
-    steps = steps or 300
+    steps = steps or (150 if classify else 300)
     batch_size = batch_size or (32 if classify else 64)
     if classify:
         trainer, recipe = train_classifier, ClassifierRecipe(
