@@ -19,6 +19,7 @@ from skillbank.localize.ops import (
     GraftRecipe,
     Scorer,
     eligible_deltas,
+    lm_loss,
     localize,
     overlap_skills,
     train_mask,
@@ -186,7 +187,7 @@ def test_mask_training_lowers_the_loss(setup):
     k = round(recipe.sparsity * n)
     score = Scorer(model, tokenizer, train_ex)
     res = train_mask(model, theta_pre, deltas, k, recipe, Sampler({"rot": train_ex}, 16, 0),
-                     tokenizer, score, Scorer(model, tokenizer, val_ex))
+                     lm_loss(model, tokenizer), score, Scorer(model, tokenizer, val_ex))
     assert graft.mask_size(res["init_mask"]) == k and graft.mask_size(res["mask"]) <= k
     init_loss = score(graft.grafted(theta_pre, deltas, res["init_mask"]))["loss"]
     best_loss = score(graft.grafted(theta_pre, deltas, res["mask"]))["loss"]

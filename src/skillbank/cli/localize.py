@@ -140,10 +140,12 @@ def _one_graft(stored, new: bool, as_json: bool) -> None:
         gain = r.get("relative_gain", {}).get("exact_match")
         shown = "-" if label in ("base", "skill") else ("n/a" if gain is None else gain)
         rows.append([label, r.get("size", "-"), r["exact_match"], shown, r["mean_logprob"],
-                     r["token_ece"]])
+                     r["ece"] if "ece" in r else r["token_ece"]])
+    classifier = "ece" in m["subjects"]["skill"]
     table(f"{m['task']}: {m['n_eval']} held-out inputs",
-          ["subject", "size", "exact match", "relative gain", "mean target log-prob",
-           "token ECE"], rows)
+          ["subject", "size", "accuracy" if classifier else "exact match", "relative gain",
+           "mean log-prob of the label" if classifier else "mean target log-prob",
+           "ECE" if classifier else "token ECE"], rows)
 
 
 @app.command("overlap", rich_help_panel=PANEL)

@@ -149,12 +149,21 @@ def _selection_key(res: dict) -> tuple[float, float]:
 
 
 # -- mask training -------------------------------------------------------------------
+def lm_loss(model, tokenizer) -> Callable[[dict, list], torch.Tensor]:
+    """The generation objective: the answer-token loss of a batch with weights θ."""
+    def loss(theta: dict[str, torch.Tensor], examples) -> torch.Tensor:
+        return functional_call(model, theta, args=(), kwargs=training_batch(tokenizer, examples)).loss
+    return loss
+
+
 def train_mask(model, theta_pre: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor], k: int,
-               recipe: GraftRecipe, sampler: Sampler, tokenizer, score_train: Scorer,
+               recipe: GraftRecipe, sampler: Sampler, batch_loss, score_train: Scorer,
                score_val: Scorer, progress: Callable[[int, float], None] | None = None) -> dict:
     """Train S from γ_base = top-k |Δ|; return the best rounded mask and the curve.
 
     ``model`` is the frozen base; its parameters in ``deltas`` are replaced functionally.
+    ``batch_loss(θ, examples)`` is the task's loss with those weights (:func:`lm_loss`, or
+    a classifier's cross-entropy); the scorers return ``exact_match`` and ``mean_logprob``.
     With ``recipe.rebase_every`` = R > 0, every R steps γ_base becomes the current rounded
     graft and S is drawn afresh, so the relaxed model the gradient sees stays the graft
     that would be kept (see ``GraftRecipe``).
@@ -184,12 +193,11 @@ def train_mask(model, theta_pre: dict[str, torch.Tensor], deltas: dict[str, torc
     best_mask, last_mask, best_step = gb, gb, 0
     curve, running = [point(0, None, init)], []
     for step in range(1, recipe.steps + 1):
-        batch = training_batch(tokenizer, sampler.batch(step - 1))
         with torch.no_grad():
             theta = graft.grafted(theta_pre, deltas,
                                   {p: graft.gamma(s[p], gb[p], recipe.b) for p in keys})
         leaves = [theta[p].requires_grad_(True) for p in keys]
-        loss = functional_call(model, theta, args=(), kwargs=batch).loss
+        loss = batch_loss(theta, sampler.batch(step - 1))
         grads = torch.autograd.grad(loss, leaves)
         s = {p: graft.update(s[p], gb[p], g, deltas[p], recipe.lr, recipe.b)
              for p, g in zip(keys, grads, strict=True)}
@@ -250,7 +258,12 @@ def _gains(m: dict, base: dict, full: dict) -> dict[str, float | None]:
 def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = None,
              n_eval: int = 200, progress: Callable[[int, float], None] | None = None) -> Skill:
     """Localize ``skill`` on ``base``: an unsaved ``sparse`` skill whose metrics hold the
-    learned graft, the top-|Δ| and random baselines, the base and the skill itself."""
+    learned graft, the top-|Δ| and random baselines, the base and the skill itself. On an
+    encoder base the skill is a classifier: ``localize/classify.py``."""
+    if base.kind == "encoder":
+        from .classify import localize_classifier
+
+        return localize_classifier(base, skill, recipe, name, n_eval, progress)
     t0 = time.perf_counter()
     recipe.check()
     check_base(skill, base)
@@ -274,7 +287,7 @@ def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = N
     train_ex, val_ex = pool[: recipe.n_train], pool[recipe.n_train:]
     sampler = Sampler({task: train_ex}, recipe.batch_size, recipe.seed)
     t_train = time.perf_counter()
-    res = train_mask(model, theta_pre, deltas, k, recipe, sampler, tokenizer,
+    res = train_mask(model, theta_pre, deltas, k, recipe, sampler, lm_loss(model, tokenizer),
                      Scorer(model, tokenizer, train_ex), Scorer(model, tokenizer, val_ex), progress)
     train_seconds = time.perf_counter() - t_train
     learned = res["mask"]
