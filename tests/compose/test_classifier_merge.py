@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     base = lib.add_base("tinybert", tiny_encoder(root / "tinybert"))
     skills = {}
     for task in ("media", "net"):
-        recipe = ClassifierRecipe(task=task, world="debian", world_args={"shots": 16}, steps=40,
+        recipe = ClassifierRecipe(task=task, world="debian", world_args={"shots": 16}, steps=20,
                                   batch_size=16, lr=1e-2, max_length=32)
         skills[task] = lib.add(train_classifier(f"{task}-clf", base, recipe))
     yield root, lib, base, skills

@@ -273,3 +273,14 @@ def test_summarize_classification_values():
         bootstrap_stderr_fn(lambda p, y: ece(p, y), PROBS4, LABELS4))
     assert s == summarize_classification(PROBS4, LABELS4, seed=0)
     assert s != summarize_classification(PROBS4, LABELS4, seed=1)
+
+
+def test_vectorised_ece_bootstrap_equals_the_generic_one():
+    from skillbank.evaluate.metrics import bootstrap_stderr_fn, ece, ece_bootstrap_stderr
+
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 200, 3000):
+        p = rng.dirichlet([1, 1, 1], size=n)
+        y = rng.integers(0, 3, n)
+        want = bootstrap_stderr_fn(lambda a, b: ece(a, b), p, y, n_boot=300, seed=2)
+        assert ece_bootstrap_stderr(p, y, n_boot=300, seed=2) == pytest.approx(want, abs=1e-12)

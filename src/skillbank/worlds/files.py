@@ -37,6 +37,8 @@ from typing import Any
 
 from .base import Example, World, check_split, make_rng, split_of
 
+_PARSED: dict[tuple[str, str], tuple[str, dict]] = {}   # (path, sha256) -> (kind, rows)
+
 KINDS: dict[str, tuple[str, str, str]] = {
     "generation": ("task", "input", "target"),
     "classification": ("task", "text", "label"),
@@ -68,9 +70,8 @@ def _read_csv(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
         raise ValueError(f"{path}: line {reader.line_num}: invalid CSV ({e})") from None
 
 
-def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
-    """(line number, row) pairs of a .jsonl or .csv file and the sha256 of its bytes;
-    ValueError on a bad file."""
+def _load(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their sha256; ValueError on a missing or unreadable file."""
     gz = path.name.endswith(".jsonl.gz")
     if path.suffix not in (".jsonl", ".csv") and not gz:
         raise ValueError(f"{path}: unknown extension {path.suffix!r} "
@@ -81,14 +82,25 @@ def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
         data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"{path}: cannot be read ({e.strerror})") from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _records(path: Path, data: bytes) -> list[tuple[int, dict[str, Any]]]:
     try:
-        text = (_gunzip(path, data) if gz else data).decode("utf-8-sig")
+        text = (_gunzip(path, data) if path.name.endswith(".gz") else data).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
     records = _read_csv(path, text) if path.suffix == ".csv" else _read_jsonl(path, text)
     if not records:
         raise ValueError(f"{path}: empty file (no rows)")
-    return records, hashlib.sha256(data).hexdigest()
+    return records
+
+
+def read_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
+    """(line number, row) pairs of a .jsonl, .jsonl.gz or .csv file and the sha256 of its
+    bytes; ValueError on a bad file."""
+    data, sha = _load(path)
+    return _records(path, data), sha
 
 
 MAX_TEXT_BYTES = 256 * 2**20   # a decompressed data file larger than this is refused
@@ -141,22 +153,29 @@ class FilesWorld(World):
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
             raise ValueError(f"shots must be a non-negative int, got {shots!r}")
         self.path = Path(path)
-        self.kind = ""
         self.shots = shots
-        self._rows: dict[str, list[tuple[str, str, str]]] = {}
-        first_line = 0
-        records, self.sha256 = read_records(self.path)
+        data, self.sha256 = _load(self.path)
         if sha256 is not None and sha256 != self.sha256:
             raise ValueError(f"{self.path}: the data file changed since the recipe naming it was "
                              f"made (sha256 {self.sha256[:12]}, recipe {str(sha256)[:12]})")
+        key = (str(self.path.resolve()), self.sha256)
+        if key not in _PARSED:   # the same bytes parse to the same rows: parse once
+            if len(_PARSED) >= 8:
+                _PARSED.pop(next(iter(_PARSED)))
+            _PARSED[key] = self._parse(_records(self.path, data))
+        self.kind, self._rows = _PARSED[key]
+
+    def _parse(self, records) -> tuple[str, dict[str, tuple[tuple[str, str, str], ...]]]:
+        kind_seen, first_line = "", 0
+        rows: dict[str, list[tuple[str, str, str]]] = {}
         for lineno, row in records:
             where = f"{self.path}: line {lineno}"
             kind = _kind_of(where, row)
-            if not self.kind:
-                self.kind, first_line = kind, lineno
-            elif kind != self.kind:
+            if not kind_seen:
+                kind_seen, first_line = kind, lineno
+            elif kind != kind_seen:
                 raise ValueError(
-                    f"{where}: mixed kinds: this row is {kind} but line {first_line} is {self.kind}"
+                    f"{where}: mixed kinds: this row is {kind} but line {first_line} is {kind_seen}"
                 )
             task_col, input_col, target_col = KINDS[kind]
             task = _value(where, task_col, row[task_col])
@@ -170,7 +189,8 @@ class FilesWorld(World):
                 raise ValueError(f"{where}: empty label")
             group = row.get("group")
             key = prompt if group in (None, "") else _value(where, "group", group)
-            self._rows.setdefault(task, []).append((prompt, target, key))
+            rows.setdefault(task, []).append((prompt, target, key))
+        return kind_seen, {t: tuple(r) for t, r in rows.items()}
 
     def identity(self) -> dict:
         return {"sha256": self.sha256}
@@ -192,7 +212,7 @@ class FilesWorld(World):
     def tasks(self) -> list[str]:
         return sorted(self._rows)
 
-    def _task_rows(self, task: str) -> list[tuple[str, str, str]]:
+    def _task_rows(self, task: str) -> tuple[tuple[str, str, str], ...]:
         if task not in self._rows:
             raise self.unknown_task(task)
         return self._rows[task]

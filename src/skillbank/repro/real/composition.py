@@ -28,6 +28,7 @@ RegMean ≥ TIES (0.2) ≥ simple average.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ...acquire.probe import probe
@@ -79,6 +80,8 @@ def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False, executor=Non
                      "alone": alone, "probe": probes, "methods": {},
                      "alone_seconds": round(time.perf_counter() - t0, 1)}
     grid = specs(len(skills), seed)
+    if quick:   # statistics of 8 texts per member, not 64
+        grid = {k: replace(v, examples=8) for k, v in grid.items()}
     with ui.bar("merges", len(grid) + 1) as step:
         for i, (label, spec) in enumerate(grid.items()):
             t0 = time.perf_counter()
@@ -94,7 +97,8 @@ def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False, executor=Non
         t0 = time.perf_counter()
         k = 8 if quick else 50
         chosen = advise("real-merge", base, skills, "debian", k=k, seed=seed,
-                        grid=candidates(len(skills), seed), lib=lib)
+                        grid=[replace(c, examples=8) if quick else c
+                              for c in candidates(len(skills), seed)], lib=lib)
         acc = score_by_task(base, [chosen], "debian", tasks, n_eval, seed)
         norm = normalised(acc, alone)
         vals = [v for v in norm.values() if v is not None]
