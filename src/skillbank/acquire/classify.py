@@ -219,8 +219,13 @@ def classification_world(world: World, task: str, base: Base) -> list[str]:
 
 
 def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
-                     checkpoint_root: Path | None = None, progress=None) -> Skill:
-    """Train a classification skill; checkpoints (and resume) as in ``train_lora``."""
+                     checkpoint_root: Path | None = None, progress=None,
+                     init: dict[str, torch.Tensor] | None = None) -> Skill:
+    """Train a classification skill; checkpoints (and resume) as in ``train_lora``.
+
+    ``init`` (optional): start the LoRA factors from another classifier's (same rank and
+    modules; its head is not used — the new task has its own labels, so the head starts at
+    zero), i.e. fine-tune from that skill (``transfer``); the recipe records its sha256."""
     from peft import LoraConfig, get_peft_model
 
     world = get_world(recipe.world, **recipe.world_args)
@@ -266,7 +271,17 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
             right += int((logits.argmax(-1) == label_indices(part, labels)).sum())
         return right / len(validation)
 
-    ckpt = checkpoint_root / recipe.key(base) if checkpoint_root is not None else None
+    run_recipe, key = recipe.as_dict(), recipe.key(base)
+    if init is not None:
+        from .lora import load_lora_init
+
+        lora = {k.removeprefix("encoder."): p for k, p in params.items()
+                if not k.startswith("head.")}
+        with torch.no_grad():
+            run_recipe["init"] = load_lora_init(
+                lora, {k: v for k, v in init.items() if not k.startswith("head.")})
+        key = f"{key}-{run_recipe['init'][:12]}"
+    ckpt = checkpoint_root / key if checkpoint_root is not None else None
     log = train(clf, params, Sampler({recipe.task: pool}, recipe.batch_size, recipe.seed),
                 tokenizer, recipe.loop(), checkpoint=ckpt,
                 progress=progress, make_batch=make_batch,
@@ -279,6 +294,6 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
         shutil.rmtree(ckpt, ignore_errors=True)
     return Skill(
         name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-        recipe=recipe.as_dict(),
+        recipe=run_recipe,
         metrics={"train": train_metrics(log)},
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..skill import SkillError
-from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table
+from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table, world_of
 
 PANEL = "Transfer"
 
@@ -16,8 +16,8 @@ PANEL = "Transfer"
 @app.command("transfer", rich_help_panel=PANEL)
 def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot+shift.")],
                  candidates: Annotated[str, typer.Option(help="Comma-separated candidate skills (NAME or NAME@VERSION).")],
-                 world: Annotated[str, typer.Option(help="World of the target task.")] = "strings",
-                 data: Annotated[Path | None, typer.Option(help="Data file for --world files.")] = None,
+                 world: Annotated[str | None, typer.Option(help="World of the target task (default: the candidates').")] = None,
+                 data: Annotated[Path | None, typer.Option(help="Data file for --world files (default: the candidates').")] = None,
                  estimator: Annotated[str, typer.Option(
                      help="Ranking estimator: logme, tmi, leep or hscore (all are computed).")] = "logme",
                  n: Annotated[int, typer.Option(min=2, help="Target training inputs to score on.")] = 256,
@@ -40,19 +40,17 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
     from ..transfer.estimators import ESTIMATORS
     from ..transfer.jobs import verify_on
     from ..transfer.rank import POSITIONS, compare, score_candidates
-    from ..worlds import get_world, pinned_args
+    from ..worlds import get_world
 
     if estimator not in ESTIMATORS:
         raise SkillError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
     if positions not in POSITIONS:
         raise SkillError(f"unknown positions {positions!r}; choose from {', '.join(POSITIONS)}")
-    world_args = pinned_args(world, {"path": str(data)} if data is not None else None)
-    get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
     library = lib(write=True)
     skills = [library.get(r) for r in csv_list(candidates)]
+    world, world_args = world_of(library, skills, world, data)
+    get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
     base = library.base_of(skills[0])
-    if base.kind != "causal":
-        raise SkillError(f"transfer ranks generation skills; base {base.name} is {base.kind}")
     if executor is not None and executor not in EXECUTORS:
         raise SkillError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if (executor or address or workers) and not verify:
@@ -70,6 +68,7 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                         len(skills) + 1) as progress:
             verified = verify_on(ex, library.home, base, skills, world, task, steps,
                                  n_eval=n_eval, seed=seed, world_args=world_args,
+                                 batch_size=32 if base.kind == "encoder" else 64,
                                  progress=progress)
     if verify:
         result["verified"] = verified

@@ -92,7 +92,13 @@ def score_candidates(base: Base, skills: Sequence[Skill], world_name: str, task:
     if not skills:
         raise SkillError("no candidate skills to score")
     world = get_world(world_name, **(world_args or {}))
-    examples = world.examples(task, n, seed=seed, split="train")
+    classify = base.kind == "encoder"
+    if classify:
+        from .classify import classifier_features, target_rows
+
+        texts, y = target_rows(world, task, n, seed)
+    else:
+        examples = world.examples(task, n, seed=seed, split="train")
     tokenizer = base.load_tokenizer()
     subjects = ([("base", [])] if include_base else []) + [(s.ref, [s]) for s in skills]
     seconds = {"features": 0.0, **{e: 0.0 for e in estimators}}
@@ -101,12 +107,18 @@ def score_candidates(base: Base, skills: Sequence[Skill], world_name: str, task:
     t_all = time.perf_counter()
     for i, (subject, applied) in enumerate(subjects):
         t0 = time.perf_counter()
-        tf = target_features(base.load_model(list(applied)), tokenizer, examples, positions)
+        if classify:   # one row per text: its embedding, its class (transfer/classify.py)
+            tf = classifier_features(base, applied[0] if applied else None, texts, y)
+        else:
+            tf = target_features(base.load_model(list(applied)), tokenizer, examples, positions)
         seconds["features"] += time.perf_counter() - t0
         rows = len(tf.labels)
         scores[subject] = {}
         for e in estimators:
             t0 = time.perf_counter()
+            if classify and e == "leep" and not applied:
+                scores[subject][e] = None   # the base has no head: no source distribution
+                continue
             scores[subject][e] = _clean(estimate(e, tf.features, tf.labels, tf.probs))
             seconds[e] += time.perf_counter() - t0
         if progress is not None:
@@ -161,8 +173,15 @@ def verify_run(base: Base, src: Skill, from_scratch: bool, world, tokenizer, wor
                world_args: dict | None,
                progress: Callable[[int, float | None], None] | None = None) -> dict[str, float]:
     """One verification run: fine-tune ``task`` from ``src``'s LoRA tensors (or PEFT's
-    fresh init with ``src``'s rank, alpha and modules) and evaluate it; nothing is stored."""
+    fresh init with ``src``'s rank, alpha and modules) and evaluate it; nothing is stored.
+    On an encoder base the run trains a classifier (``transfer/classify.py``)."""
     from ..acquire.lora import LoraRecipe, train_lora
+
+    if base.kind == "encoder":
+        from .classify import verify_classifier
+
+        return verify_classifier(base, src, from_scratch, world, world_name, task, steps,
+                                 n_eval, seed, lr, batch_size, world_args, progress)
     from ..evaluate.suites import evaluate_model
 
     recipe = LoraRecipe(world=world_name, task=task, rank=int(src.config["r"]),
