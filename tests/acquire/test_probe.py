@@ -79,3 +79,28 @@ def test_cli_train_scores_the_skill_beside_the_probe(tmp_path):
     row = json.loads(r.stdout)
     assert row["recipe"]["world_args"]["shots"] == 16 and "held_out" not in row
     assert "validation" not in row["metrics"]["train"]   # 64 rows: too few to hold any out
+
+
+def test_cli_full_fine_tune_is_an_exact_delta_of_the_encoder_blocks(tmp_path):
+    home = tmp_path / "home"
+    with Library.open(home) as lib:
+        base = lib.add_base("tinybert", tiny_encoder(tmp_path / "enc"))
+        before = {k: v.clone() for k, v in base.load_model().state_dict().items()}
+    r = CliRunner().invoke(app, ["--home", str(home), "train", "full", "--base", "tinybert",
+                                 "--world", "debian", "--task", "media", "--shots", "16",
+                                 "--full", "--steps", "3", "--no-probe", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert row["kind"] == "delta" and row["recipe"]["method"] == "full-classifier"
+    assert row["recipe"]["lr"] == 1e-4
+    with Library.open(home) as lib:
+        skill = lib.get("full")
+        delta = skill.delta()
+        assert set(delta) == {k for k in before if k.startswith("encoder.layer.")}
+        merged = base.load_model([skill]).state_dict()
+        for k, d in delta.items():   # base + ΔW is the fine-tuned weight
+            assert torch.allclose(merged[k], before[k] + d, atol=1e-6)
+        assert any(float(d.abs().max()) > 0 for d in delta.values())
+    r = CliRunner().invoke(app, ["--home", str(home), "train", "x", "--base", "tinybert",
+                                 "--task", "rot", "--full"])
+    assert r.exit_code != 0

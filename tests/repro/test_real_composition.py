@@ -19,9 +19,9 @@ def test_real_profile_listed_and_holds_rule_by_hand():
     assert "composition" in available() and "real" not in available()
     assert profiles("composition") == ["embedded", "real"] and profiles("lora") == ["embedded"]
     methods = {"regmean": {"mean": 0.9}, "ties 0.2": {"mean": 0.8}, "simple average": {"mean": 0.8}}
-    assert composition.holds({"methods": methods})
+    assert composition.holds({"full": {"methods": methods}})
     methods["simple average"]["mean"] = 0.81
-    assert not composition.holds({"methods": methods})
+    assert not composition.holds({"full": {"methods": methods}})
 
 
 def test_quick_real_composition(tmp_path):
@@ -35,11 +35,15 @@ def test_quick_real_composition(tmp_path):
     assert res["profile"] == "real" and res["quick"] is True
     fig = res["figures"]
     assert fig["tasks"] == ["media", "net"]
-    assert set(fig["methods"]) == set(composition.specs(2, 0)) | {"auto"}
-    for m in fig["methods"].values():
-        assert set(m["normalised"]) == {"media", "net"}
-    assert fig["methods"]["auto"]["chosen"]["method"]
-    assert (tmp_path / "out" / "composition_real.png").exists()
+    for what in ("lora", "full"):
+        fam = fig[what]
+        assert set(fam["methods"]) == set(composition.specs(2, 0)) | {"auto"}
+        for m in fam["methods"].values():
+            assert set(m["normalised"]) == {"media", "net"}
+        assert fam["methods"]["auto"]["chosen"]["method"]
+        assert (tmp_path / "out" / f"composition_real_{what}.png").exists()
     with Library.open(home) as lib:
-        assert {s.name for s in (lib.get("debian-media"), lib.get("debian-net"))} == \
-            {"debian-media", "debian-net"}
+        assert lib.get("debian-media").kind == "lora" and lib.get("debian-full-net").kind == "delta"
+        # a full fine-tune changes every encoder-block weight and nothing else
+        full = lib.get("debian-full-media")
+        assert full.delta() and all(k.startswith("encoder.layer.") for k in full.delta())

@@ -82,12 +82,13 @@ class ClassifierRecipe:
     grad_clip: float = 1.0
     val_every: int = 0      # > 0: early stopping on a validation slice of the train split
     patience: int = 2
+    full: bool = False      # fine-tune every encoder-block weight (a delta skill), not LoRA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
 
     def as_dict(self) -> dict:
-        return {"method": "lora-classifier", **asdict(self)}
+        return {"method": "full-classifier" if self.full else "lora-classifier", **asdict(self)}
 
     def loop(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
@@ -154,7 +155,11 @@ def attention_targets(model: nn.Module) -> list[str]:
 
 
 def classifier_config(recipe: ClassifierRecipe, labels: Sequence[str]) -> dict:
-    """The PEFT LoraConfig fields (as ``lora_config`` records them) plus the head's spec."""
+    """The PEFT LoraConfig fields (as ``lora_config`` records them) plus the head's spec
+    (a full fine-tune: the head's spec only)."""
+    if recipe.full:
+        return {"task_type": "SEQ_CLS", "labels": list(labels), "pooling": "mean",
+                "max_length": recipe.max_length, "fine_tuned": "encoder blocks"}
     return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
             "target_modules": sorted(recipe.target_modules or []), "lora_dropout": 0.0,
             "bias": "none", "fan_in_fan_out": False, "use_rslora": False,
@@ -241,15 +246,26 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-    if recipe.target_modules is None:
+    if recipe.target_modules is None and not recipe.full:
         recipe = replace(recipe, target_modules=attention_targets(model))
     tokenizer = base.load_tokenizer()
     check_encodable(tokenizer, pool, f"train {name} on {recipe.task}", targets=False)
     torch.manual_seed(recipe.seed)
     cfg = classifier_config(recipe, labels)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
-        lora_dropout=0.0, bias="none"))
+    theta0: dict[str, torch.Tensor] = {}
+    if recipe.full:   # every weight of the encoder blocks trains; embeddings stay the base's
+        if init is not None:
+            raise SkillError("a full fine-tune starts from the base; init is for LoRA")
+        prefix = base.arch.block_prefix.rstrip(".") + "."
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith(prefix))
+            if n.startswith(prefix):
+                theta0[n] = p.detach().clone()
+        peft_model = model
+    else:
+        peft_model = get_peft_model(model, LoraConfig(
+            r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
+            lora_dropout=0.0, bias="none"))
     head = nn.Linear(hidden_size(model), len(labels))
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
@@ -287,13 +303,17 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
                 progress=progress, make_batch=make_batch,
                 validate=validate if validation else None, val_every=recipe.val_every,
                 patience=recipe.patience)
-    tensors = lora_tensors(peft_model)
+    if recipe.full:
+        tensors = {n: (p.detach() - theta0[n]).contiguous() for n, p in model.named_parameters()
+                   if n in theta0}
+    else:
+        tensors = lora_tensors(peft_model)
     tensors["head.weight"] = head.weight.detach().clone()
     tensors["head.bias"] = head.bias.detach().clone()
     if ckpt is not None:
         shutil.rmtree(ckpt, ignore_errors=True)
     return Skill(
-        name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-        recipe=run_recipe,
+        name=name, kind="delta" if recipe.full else "lora", base=base.fingerprint,
+        tensors=tensors, config=cfg, recipe=run_recipe,
         metrics={"train": train_metrics(log)},
     )

@@ -16,7 +16,7 @@ from .lora import LoraRecipe, train_lora
 
 def train_job(name: str, base: Base, recipe: LoraRecipe | ClassifierRecipe) -> Job:
     classifier = isinstance(recipe, ClassifierRecipe)
-    if classifier and recipe.target_modules is None:
+    if classifier and recipe.target_modules is None and not recipe.full:
         raise ValueError("a classifier's train job names its target_modules")
     return TRAIN.job({"name": name, "base": base.name, "recipe": asdict(recipe),
                       **({"classifier": True} if classifier else {})}, f"train {name}")

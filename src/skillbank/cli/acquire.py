@@ -62,8 +62,9 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               shots: Annotated[int, typer.Option(min=0, help="debian/files classification: train on a fixed k rows per label (0: all).")] = 0,
               rank: Annotated[int, typer.Option(min=1)] = 8,
               steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 300; classifiers 150, a ceiling: see --val-every).")] = None,
-              lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+              lr: Annotated[float | None, typer.Option(min=0.0, help="Default 5e-3 (LoRA); 1e-4 with --full.")] = None,
               batch_size: Annotated[int | None, typer.Option(min=1, help="Default 64; classifiers 32.")] = None,
+              full: Annotated[bool, typer.Option("--full", help="Classification: fine-tune every encoder-block weight (stored as an exact delta skill) instead of a LoRA.")] = False,
               max_length: Annotated[int, typer.Option(
                   min=1, help="Classification: tokens per text.")] = 64,
               val_every: Annotated[int, typer.Option(min=0, help="Classification: score a validation slice of the train split every N steps and stop when it stalls (0: never; --steps is then exact).")] = 25,
@@ -97,13 +98,16 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     if b.kind != "encoder" and classify:
         raise SkillError(f"task {task!r} is a classification task but base {b.name} is {b.kind}; "
                          "classification skills need an encoder base")
+    if full and not classify:
+        raise SkillError("--full fine-tunes classifiers on an encoder base; generation skills are LoRAs")
     steps = steps or (150 if classify else 300)
+    lr = lr if lr is not None else (1e-4 if full else 5e-3)
     batch_size = batch_size or (32 if classify else 64)
     if classify:
         trainer, recipe = train_classifier, ClassifierRecipe(
             task=task, world=world, world_args=world_args, rank=rank, alpha=2 * rank, steps=steps,
             lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
-            val_every=val_every, patience=patience)
+            val_every=val_every, patience=patience, full=full)
     else:
         trainer, recipe = train_lora, LoraRecipe(
             world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,

@@ -36,25 +36,29 @@ def real_base(lib: Library, ui) -> Base:
     return base
 
 
-def real_recipe(task: str, seed: int = 0, quick: bool = False, shots: int = 0) -> ClassifierRecipe:
-    """The standard classification skill of ``task``: rank-8 LoRA on attention plus a head,
-    batches of 32, at most 150 steps, stopped on a validation slice (``skillbank train``'s
-    defaults on an encoder). ``quick`` shrinks it for smoke tests."""
+def real_recipe(task: str, seed: int = 0, quick: bool = False, shots: int = 0,
+                full: bool = False) -> ClassifierRecipe:
+    """The standard classification skill of ``task``: rank-8 LoRA on attention plus a head
+    (``full``: every encoder-block weight, lr 1e-4), batches of 32, at most 150 steps,
+    stopped on a validation slice (``skillbank train``'s defaults on an encoder). ``quick``
+    shrinks it for smoke tests."""
     args = {"shots": shots} if shots else {}
+    kind = {"full": True, "lr": 1e-4} if full else {"target_modules": BERT_ATTENTION}
     if quick:
         return ClassifierRecipe(task=task, world="debian", world_args={"shots": 16, **args},
-                                steps=4, batch_size=8, max_length=32, seed=seed,
-                                target_modules=BERT_ATTENTION)
+                                steps=4, batch_size=8, max_length=32, seed=seed, **kind)
     return ClassifierRecipe(task=task, world="debian", world_args=args, steps=150, batch_size=32,
-                            val_every=25, patience=3, seed=seed, target_modules=BERT_ATTENTION)
+                            val_every=25, patience=3, seed=seed, **kind)
 
 
 def real_skills(lib: Library, ui, tasks=TASKS, seed: int = 0, quick: bool = False,
-                executor=None) -> tuple[Base, list[Skill]]:
-    """The real base and one classification skill per task, re-used by recipe or trained
-    now as ``train`` jobs (in this process unless ``executor`` is given)."""
+                executor=None, full: bool = False) -> tuple[Base, list[Skill]]:
+    """The real base and one classification skill per task (``debian-TASK``, or
+    ``debian-full-TASK`` for full fine-tunes), re-used by recipe or trained now as
+    ``train`` jobs (in this process unless ``executor`` is given)."""
     base = real_base(lib, ui)
-    jobs = [train_job(f"debian-{t}", base, real_recipe(t, seed, quick)) for t in tasks]
+    jobs = [train_job(f"debian-{'full-' if full else ''}{t}", base,
+                      real_recipe(t, seed, quick, full=full)) for t in tasks]
     if executor is None:
         with get_executor() as ex, ui.jobs("real skills", len(jobs)) as progress:
             done = ensure(ex, lib, jobs, progress, what="training")

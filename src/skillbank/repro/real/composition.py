@@ -1,7 +1,7 @@
 """``skillbank repro composition --profile real``: merging classifiers on a pretrained encoder.
 
 Setting (the merging papers' own): four classification skills on all-MiniLM-L6-v2, one per
-Debian task (``repro.real.TASKS``), each a rank-8 LoRA on attention plus its own head; a
+Debian task (``repro.real.TASKS``), each with its own head; a
 merge shares one encoder and keeps each member's head (``compose.heads``), and answers
 every member task with it. FusionBench (CLIP ViT-B/32, 8 tasks) reports, in average
 accuracy: RegMean 82.4 > TIES 72.2 > Fisher 70.6 > task arithmetic 68.0 > simple average
@@ -16,13 +16,18 @@ held-out texts per task drawn with its own seed — the eval split is small, so 
 slightly optimistic). The learned router, LoRAHub, ScaLearn and AdaMerging learn from
 generated answers and do not apply to classifiers yet.
 
-Figures: per method, accuracy and normalised accuracy (merged / member alone) per task on
-every held-out row (at most ``n_eval``), their mean, seconds; the members alone; the
-logistic-regression probe on frozen embeddings beside each member; pairwise cosine of the
-members' ΔW.
+Two families of members, both measured: full fine-tunes of the encoder blocks (as
+FusionBench fine-tunes; ``ClassifierRecipe(full=True)``, stored as exact ``delta`` skills)
+and rank-8 LoRAs. "heads only" (every weight 0) is the floor: each member's head on the
+unchanged encoder.
 
-``holds`` rule (FusionBench's order on the methods both have): mean normalised accuracy
-RegMean ≥ TIES (0.2) ≥ simple average.
+Figures: per family and method, accuracy and normalised accuracy (merged / member alone)
+per task on every held-out row (at most ``n_eval``), their mean, seconds; the members
+alone; the norm of each member's ΔW and their pairwise cosines; the logistic-regression
+probe on frozen embeddings.
+
+``holds`` rule (FusionBench's order on the methods both have, on the full fine-tunes):
+mean normalised accuracy RegMean ≥ TIES (0.2) ≥ simple average.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ CLAIM = ("on a pretrained encoder, merges of classifiers keep FusionBench's orde
 
 def specs(n: int, seed: int) -> dict[str, MergeSpec]:
     return {
+        "heads only (no ΔW)": MergeSpec("linear", weights=[0.0] * n, seed=seed),
         "simple average": MergeSpec("linear", weights=[1.0 / n] * n, seed=seed),
         "task arithmetic (λ 0.3)": MergeSpec("linear", weights=[0.3] * n, seed=seed),
         "sum (λ 1)": MergeSpec("linear", seed=seed),
@@ -63,69 +69,81 @@ def specs(n: int, seed: int) -> dict[str, MergeSpec]:
 
 
 def holds(figures: dict) -> bool:
-    m = figures["methods"]
+    """FusionBench's order on the full fine-tunes (FusionBench fine-tunes fully)."""
+    m = figures["full"]["methods"]
     return m["regmean"]["mean"] >= m["ties 0.2"]["mean"] >= m["simple average"]["mean"]
+
+
+def _row(base, merged, tasks, n_eval, seed, alone, t0) -> dict:
+    acc = score_by_task(base, [merged], "debian", tasks, n_eval, seed)
+    norm = normalised(acc, alone)
+    vals = [v for v in norm.values() if v is not None]
+    return {"accuracy": acc, "normalised": norm, "mean": sum(vals) / len(vals) if vals else 0.0,
+            "merge_error": merged.metrics["merge_error"]["mean"],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, what: str) -> dict:
+    """Every merge of one family of members (LoRA or full fine-tunes), and the advisor."""
+    alone = {t: score_by_task(base, [s], "debian", [t], n_eval, seed)[t]
+             for s, t in zip(skills, tasks, strict=True)}
+    out: dict = {"members": [s.ref for s in skills], "alone": alone, "methods": {},
+                 "delta_norm": {s.ref: float(sum(float(d.double().norm() ** 2)
+                                                 for d in s.delta().values()) ** 0.5)
+                                for s in skills},
+                 "cosine": diagnostics(skills)["cosine"]}
+    grid = specs(len(skills), seed)
+    if quick:   # statistics of 8 texts per member, not 64
+        grid = {k: replace(v, examples=8) for k, v in grid.items()}
+    with ui.bar(f"merges ({what})", len(grid) + 1) as step:
+        for i, (label, spec) in enumerate(grid.items()):
+            t0 = time.perf_counter()
+            merged = merge_skills("real-merge", skills, spec, base, lib=lib)
+            out["methods"][label] = _row(base, merged, tasks, n_eval, seed, alone, t0)
+            step(i + 1, None)
+        t0 = time.perf_counter()
+        chosen = advise("real-merge", base, skills, "debian", k=8 if quick else 50, seed=seed,
+                        grid=[replace(c, examples=8) if quick else c
+                              for c in candidates(len(skills), seed)], lib=lib)
+        pick = chosen.metrics["advisor"]["chosen"]
+        out["methods"]["auto"] = {**_row(base, chosen, tasks, n_eval, seed, alone, t0),
+                                  "chosen": {"method": pick["method"], "settings": pick["settings"]}}
+        step(len(grid) + 1, None)
+    return out
 
 
 def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False, executor=None) -> Outcome:
     n_eval = 8 if quick else 200
     tasks = TASKS[:2] if quick else TASKS
-    base, skills = real_skills(lib, ui, tasks, seed, quick, executor)
+    base, lora = real_skills(lib, ui, tasks, seed, quick, executor)
+    _, full = real_skills(lib, ui, tasks, seed, quick, executor, full=True)
     world = get_world("debian")
-    t0 = time.perf_counter()
-    alone = {t: score_by_task(base, [s], "debian", [t], n_eval, seed)[t]
-             for s, t in zip(skills, tasks, strict=True)}
     probes = {t: probe(base, world, t, world.labels(t), n_eval, seed)["accuracy"] for t in tasks}
     figures: dict = {"base": base.fingerprint, "tasks": list(tasks), "n_eval": n_eval,
-                     "alone": alone, "probe": probes, "methods": {},
-                     "alone_seconds": round(time.perf_counter() - t0, 1)}
-    grid = specs(len(skills), seed)
-    if quick:   # statistics of 8 texts per member, not 64
-        grid = {k: replace(v, examples=8) for k, v in grid.items()}
-    with ui.bar("merges", len(grid) + 1) as step:
-        for i, (label, spec) in enumerate(grid.items()):
-            t0 = time.perf_counter()
-            merged = merge_skills("real-merge", skills, spec, base, lib=lib)
-            acc = score_by_task(base, [merged], "debian", tasks, n_eval, seed)
-            norm = normalised(acc, alone)
-            vals = [v for v in norm.values() if v is not None]
-            figures["methods"][label] = {
-                "accuracy": acc, "normalised": norm, "mean": sum(vals) / len(vals) if vals else 0.0,
-                "merge_error": merged.metrics["merge_error"]["mean"],
-                "seconds": round(time.perf_counter() - t0, 1)}
-            step(i + 1, None)
-        t0 = time.perf_counter()
-        k = 8 if quick else 50
-        chosen = advise("real-merge", base, skills, "debian", k=k, seed=seed,
-                        grid=[replace(c, examples=8) if quick else c
-                              for c in candidates(len(skills), seed)], lib=lib)
-        acc = score_by_task(base, [chosen], "debian", tasks, n_eval, seed)
-        norm = normalised(acc, alone)
-        vals = [v for v in norm.values() if v is not None]
-        pick = chosen.metrics["advisor"]["chosen"]
-        figures["methods"]["auto"] = {
-            "accuracy": acc, "normalised": norm, "mean": sum(vals) / len(vals) if vals else 0.0,
-            "chosen": {"method": pick["method"], "settings": pick["settings"]},
-            "merge_error": chosen.metrics["merge_error"]["mean"],
-            "seconds": round(time.perf_counter() - t0, 1)}
-        step(len(grid) + 1, None)
-    figures["cosine"] = diagnostics(skills)["cosine"]
-    header = ["method", *tasks, "mean normalised", "s"]
-    rows = [["member alone", *[alone[t] for t in tasks], 1.0, "-"],
-            ["probe (frozen embeddings)", *[probes[t] for t in tasks], "-", "-"]]
-    rows += [[label + (f" → {m['chosen']['method']}" if "chosen" in m else ""),
-              *[m["normalised"][t] for t in tasks], m["mean"], m["seconds"]]
-             for label, m in figures["methods"].items()]
-    png = "composition_real.png"
-    labels = list(figures["methods"])
-    heatmap([[figures["methods"][m]["normalised"][t] for t in tasks] for m in labels], labels,
-            list(tasks), out_dir / png, "normalised accuracy of each merge (real base)",
-            vmax=1.1)
-    text = (f"Accuracy of each member alone and of a probe on frozen embeddings (first two "
-            f"rows), then each merge's normalised accuracy (merged / member alone, each task "
-            f"answered with its own head) on {n_eval} held-out rows at most per task, "
-            f"base all-MiniLM-L6-v2 {base.short}.")
+                     "probe": probes,
+                     "lora": family(lib, ui, base, lora, tasks, n_eval, seed, quick, "LoRA"),
+                     "full": family(lib, ui, base, full, tasks, n_eval, seed, quick, "full")}
+    header = ["members", "method", *tasks, "mean normalised", "s"]
+    rows = [["-", "probe (frozen embeddings)", *[probes[t] for t in tasks], "-", "-"]]
+    for what in ("full", "lora"):
+        fam = figures[what]
+        rows.append([what, "member alone (accuracy)", *[fam["alone"][t] for t in tasks], 1.0, "-"])
+        rows += [[what, label + (f" → {m['chosen']['method']}" if "chosen" in m else ""),
+                  *[m["normalised"][t] for t in tasks], m["mean"], m["seconds"]]
+                 for label, m in fam["methods"].items()]
+    images = []
+    for what in ("full", "lora"):
+        png = f"composition_real_{what}.png"
+        methods = figures[what]["methods"]
+        heatmap([[methods[m]["normalised"][t] for t in tasks] for m in methods], list(methods),
+                list(tasks), out_dir / png, f"normalised accuracy of each merge ({what} members)",
+                vmax=1.1)
+        images.append(png)
+    text = (f"Normalised accuracy (merged / member alone, each task answered with its own "
+            f"head) on {n_eval} held-out rows at most per task, base all-MiniLM-L6-v2 "
+            f"{base.short}; members fully fine-tuned (encoder blocks) and rank-8 LoRA. "
+            "'heads only' is the floor: every member's head on the unchanged encoder.")
     notes = "quick: 2 tasks, 4 training steps, 8 rows; not comparable with a full run." if quick else ""
     return Outcome(figures=figures, holds=holds(figures), table=(header, rows),
                    sections=[Section("merges of real classifiers", text=text,
-                                     table=(header, rows), images=[png])], notes=notes)
+                                     table=(header, rows), images=images)], notes=notes)
