@@ -170,6 +170,10 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     if base is None and not loaded:
         raise SkillError("give at least one skill or --base")
     b = library.base(base) if base else library.base_of(loaded[0])
+    from ..base import check_base
+
+    for s in loaded:   # a skill made on another base: one line before any job runs
+        check_base(s, b)
     task_list = csv_list(tasks) if tasks else sorted(
         {t for s in loaded for t in (s.heads() or [s.recipe.get("task")]) if isinstance(t, str)})
     if not task_list:
