@@ -206,7 +206,8 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
              base_steps: Annotated[int, typer.Option(min=1, help="Base pre-training steps.")] = 800,
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
              size: Annotated[str, typer.Option(help="Base size: tiny, mini, small, large.")] = "mini",
-             tasks: Annotated[str, typer.Option(help="Skills to acquire (strings tasks).")] = "rot,shift,dedup,drop,swap,dup",
+             profile: Annotated[str, typer.Option(help="embedded (the tiny base, strings skills) or real (all-MiniLM-L6-v2 on Debian text; pip install 'skillbank[real]').")] = "embedded",
+             tasks: Annotated[str | None, typer.Option(help="Skills to acquire (default: rot,shift,dedup,drop,swap,dup; real: media,net,science,desktop).")] = None,
              composition: Annotated[bool, typer.Option(help="Compose the skills (router and merges).")] = True,
              localization: Annotated[bool, typer.Option(help="Graft each skill into 1% of the weights.")] = True,
              graft_steps: Annotated[int | None, typer.Option(min=1, help="Mask-training steps per graft (default: the graft recipe's).")] = None,
@@ -224,6 +225,12 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
     from ..acquire.pretrain import BaseRecipe
     from ..demo import DemoConfig, run_demo
 
+    if profile == "real":
+        return _real_demo(out_dir, tasks, n, composition, localization, graft_steps, seed,
+                          executor, address, workers, as_json)
+    if profile != "embedded":
+        raise SkillError(f"unknown profile {profile!r}; choose from embedded, real")
+    tasks = tasks or "rot,shift,dedup,drop,swap,dup"
     cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
                      steps=steps, n_eval=n, seed=seed, composition=composition, localization=localization,
                      graft_steps=graft_steps, router_steps=router_steps,
@@ -253,3 +260,45 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
                 p["token_ece"]["skill"], p["token_ece"]["learned"]] for k, p in loc["skills"].items()])
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")
+
+
+def _real_demo(out_dir, tasks, n, composition, localization, graft_steps, seed, executor,
+               address, workers, as_json) -> None:
+    from ..demo_real import RealDemoConfig, run_real_demo
+    from ..repro.real import TASKS
+
+    names = tuple(csv_list(tasks)) if tasks else TASKS
+    from ..worlds import get_world
+
+    world = get_world("debian")
+    for t in names:
+        world.examples(t, 1, seed=0)   # an unknown task: one line before any work
+    cfg = RealDemoConfig(tasks=names, n_eval=n, seed=seed, composition=composition,
+                         localization=localization, graft_steps=graft_steps or 40,
+                         executor=executor, address=address,
+                         workers=None if workers == 1 and not (executor or address) else workers)
+    summary = run_real_demo(lib(create=True), out_dir, cfg, Ui(as_json))
+    if as_json:
+        return emit(summary)
+    table("skills on their own tasks (held-out accuracy)",
+          ["skill", "task", "accuracy", "± stderr", "probe", "majority class", "≥ probe"],
+          [[k, s["task"], s["accuracy"], s["stderr"], s["probe"], s["majority_baseline"],
+            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
+    table("skill × task matrix (accuracy; n/a: no head for the task)", ["subject", *names],
+          [[subj, *["n/a" if row[t] is None else row[t] for t in names]]
+           for subj, row in summary["matrix"].items()])
+    if "composition" in summary:
+        methods = summary["composition"]["methods"]
+        table("composition: normalised accuracy (merged / member alone)", ["method", *names, "mean"],
+              [[m, *[r["normalised"][t] for t in names], r["mean"]] for m, r in methods.items()])
+    if "localization" in summary:
+        loc = summary["localization"]
+        table(f"localization: {loc['sparsity']:.0%} grafts (accuracy; relative gain)",
+              ["skill", "base", "skill", "graft", "gain", "gain random", "ECE skill", "ECE graft"],
+              [[k, p["accuracy"]["base"], p["accuracy"]["skill"], p["accuracy"]["learned"],
+                "n/a" if p["relative_gain"]["learned"] is None else p["relative_gain"]["learned"],
+                "n/a" if p["relative_gain"]["random"] is None else p["relative_gain"]["random"],
+                p["ece"]["skill"], p["ece"]["learned"]] for k, p in loc["skills"].items()])
+    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
+              f"wall time {summary['wall_seconds']} s")
+
