@@ -64,17 +64,18 @@ def majority_probs(world: World, task: str, labels: Sequence[str]) -> np.ndarray
 
 @torch.no_grad()
 def skill_probs(base: Base, skill: Skill, texts: Sequence[str], task: str,
-                batch_size: int = 64) -> np.ndarray:
+                batch_size: int = 64, loaded=None) -> np.ndarray:
     """Class probabilities ``[N, C]`` of a classification skill on ``texts`` of ``task``
-    (its head for that task; the columns follow that head's labels)."""
+    (its head for that task; the columns follow that head's labels). ``loaded``: the
+    ``(encoder with the skill applied, tokenizer)`` already in memory, if any."""
     check_base(skill, base)
     head = head_for(skill, task)
     labels = head["labels"]
-    model = base.load_model([skill])
+    model, tokenizer = loaded if loaded is not None else (base.load_model([skill]),
+                                                          base.load_tokenizer())
     linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
     linear.load_state_dict({k: head[k].float() for k in ("weight", "bias")})
     clf = EncoderClassifier(model, linear).eval()
-    tokenizer = base.load_tokenizer()
     max_length = int(skill.config.get("max_length") or skill.recipe.get("max_length") or 512)
     out = []
     for i in range(0, len(texts), batch_size):
@@ -84,7 +85,7 @@ def skill_probs(base: Base, skill: Skill, texts: Sequence[str], task: str,
 
 
 def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str, n: int,
-                        seed: int) -> dict[str, Any]:
+                        seed: int, loaded=None) -> dict[str, Any]:
     """Metrics on ``n`` held-out examples (``split='eval'``) of a classification task.
 
     With ``skill=None`` the row is the majority-class baseline (train-split label
@@ -102,6 +103,6 @@ def evaluate_classifier(base: Base, skill: Skill | None, world: World, task: str
         probs = np.tile(majority_probs(world, task, labels), (len(examples), 1))
     else:
         labels = head_for(skill, task)["labels"]
-        probs = skill_probs(base, skill, [ex.prompt for ex in examples], task)
+        probs = skill_probs(base, skill, [ex.prompt for ex in examples], task, loaded=loaded)
     y = label_indices(examples, labels).numpy()
     return summarize_classification(probs, y, seed=seed)
