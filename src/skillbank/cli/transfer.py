@@ -89,11 +89,14 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
         rows.append(row)
     rows.append(["-", "base (reference)", *[scored["scores"]["base"][e] for e in est]]
                 + ([result["verified"]["scratch"]["exact_match"]] if verify else []))
-    table(f"candidates for {task} ranked by {estimator} ({scored['rows']} answer rows, "
-          f"{scored['seconds']['total']:.1f} s)", ["rank", "skill", *est]
-          + (["exact match after fine-tune"] if verify else []), rows)
+    classify = base.kind == "encoder"
+    table(f"candidates for {task} ranked by {estimator} ({scored['rows']} "
+          f"{'texts' if classify else 'answer rows'}, {scored['seconds']['total']:.1f} s)",
+          ["rank", "skill", *est]
+          + ([f"{'accuracy' if classify else 'exact match'} after fine-tune"] if verify else []),
+          rows)
     if verify:
-        table(f"score vs fine-tuned exact match ({steps} steps; scratch "
+        table(f"score vs fine-tuned {'accuracy' if classify else 'exact match'} ({steps} steps; scratch "
               f"{result['verified']['scratch']['exact_match']:.3f})",
               ["estimator", "kendall τ", "weighted τ", "top-1 hit"],
               [[e, a["kendall_tau"], a["weighted_tau"], "yes" if a["top1"] else "no"]
