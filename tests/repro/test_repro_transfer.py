@@ -20,7 +20,7 @@ def test_repro_transfer_quick(home, tmp_path):
                 "score_over_verify", "chosen_estimator", "best_estimator", "candidates"):
         assert key in f, key
     assert len(f["candidates"]) >= 6
-    assert set(f["scores"]) == set(f["agreement"]) == {"logme", "tmi", "leep", "hscore"}
+    assert set(f["scores"]) == set(f["agreement"]) == {"logme", "tmi", "leep", "hscore", "hscore-shrunk"}
     for est, scores in f["scores"].items():
         assert set(scores) == set(f["candidates"])
         assert {"kendall_tau", "weighted_tau", "top1"} <= set(f["agreement"][est])
@@ -30,4 +30,4 @@ def test_repro_transfer_quick(home, tmp_path):
     saved = json.loads((tmp_path / "out" / "transfer.json").read_text())
     assert saved["figures"]["candidates"] == f["candidates"]
     assert (tmp_path / "out" / "report.html").exists()
-    assert outcome.table[0][0] == "estimator" and len(outcome.table[1]) == 4
+    assert outcome.table[0][0] == "estimator" and len(outcome.table[1]) == 5

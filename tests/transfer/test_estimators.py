@@ -134,7 +134,7 @@ def test_hscore_by_hand():
 def test_estimate_registry_and_errors():
     rng = np.random.default_rng(5)
     f, y = rng.normal(size=(20, 3)), np.repeat([0, 1], 10)
-    assert set(ESTIMATORS) == {"logme", "tmi", "leep", "hscore"}
+    assert set(ESTIMATORS) == {"logme", "tmi", "leep", "hscore", "hscore-shrunk"}
     assert estimate("logme", f, y) == logme(f, y)
     with pytest.raises(ValueError, match="unknown estimator"):
         estimate("nce", f, y)
@@ -144,3 +144,23 @@ def test_estimate_registry_and_errors():
         logme(f, y[:5])
     with pytest.raises(ValueError, match="NaN"):
         hscore(np.full((3, 2), np.nan), np.zeros(3))
+
+
+def test_shrinkage_hscore_by_hand():
+    from skillbank.transfer.estimators import hscore, hscore_alpha, hscore_shrunk
+
+    # 1-D, classes at ±1: cov(f) = 1, cov(E[f|y]) = 1, σ = 1, so Σ_α = 1 and H_α = 1 − α
+    f = np.array([[-1.0], [-1.0], [1.0], [1.0]])
+    y = np.array([0, 0, 1, 1])
+    assert hscore_alpha(f, y, 0.0) == pytest.approx(1.0) == pytest.approx(hscore(f, y))
+    assert hscore_alpha(f, y, 0.25) == pytest.approx(0.75)
+    # 2-D: cov(f) = diag(1, 4) (rows ±1 on x, ±2 on y), classes split on x only:
+    # cov(E[f|y]) = diag(1, 0); σ = 2.5; α = 0.5: Σ = diag(1.75, 3.25), H = 0.5 / 1.75
+    f2 = np.array([[1.0, 2.0], [1.0, -2.0], [-1.0, 2.0], [-1.0, -2.0]])
+    y2 = np.array([1, 1, 0, 0])
+    assert hscore_alpha(f2, y2, 0.5) == pytest.approx(0.5 / 1.75)
+    # more dimensions than rows: the plain H-score saturates at C − 1, the shrunk one does not
+    rng = np.random.default_rng(0)
+    wide, labels = rng.normal(size=(40, 200)), np.arange(40) % 4
+    assert hscore(wide, labels) == pytest.approx(3.0, abs=1e-6)
+    assert hscore_shrunk(wide, labels) < 2.0

@@ -66,7 +66,7 @@ def test_score_candidates_shape_and_ranking(tiny):
     res = score_candidates(base, skills, "strings", "rot+shift", n=12, seed=0)
     refs = [s.ref for s in skills]
     assert set(res["scores"]) == {"base", *refs}
-    assert set(res["ranking"]) == {"logme", "tmi", "leep", "hscore"}
+    assert set(res["ranking"]) == {"logme", "tmi", "leep", "hscore", "hscore-shrunk"}
     for est, order in res["ranking"].items():
         assert sorted(order) == sorted(refs)
         vals = [res["scores"][r][est] for r in order]
@@ -133,7 +133,7 @@ def test_cli_transfer_json(tiny):
     assert r.exit_code == 0, (r.output, r.exception)
     data = json.loads(r.stdout)
     assert set(data["verified"]) == {*(s.ref for s in skills), "scratch"}
-    assert set(data["agreement"]) == {"logme", "tmi", "leep", "hscore"}
+    assert set(data["agreement"]) == {"logme", "tmi", "leep", "hscore", "hscore-shrunk"}
     assert data["seconds"]["score_over_verify"] > 0
 
 

@@ -66,4 +66,4 @@ def test_cli_transfer_verify_on_classifiers(lib_skills):
     assert set(res["verified"]) == {"media-clf@1", "net-clf@1", "scratch"}
     for v in res["verified"].values():
         assert 0.0 <= v["accuracy"] <= 1.0 and v["exact_match"] == v["accuracy"]
-    assert set(res["agreement"]) == {"logme", "tmi", "leep", "hscore"}
+    assert set(res["agreement"]) == {"logme", "tmi", "leep", "hscore", "hscore-shrunk"}

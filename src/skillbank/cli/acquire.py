@@ -129,12 +129,15 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
                   + ("" if sk["accuracy"] >= pr["accuracy"] else " (the probe is better)"))
 
 
-def _against_probe(library, base, skill, world, world_name: str, task: str, n: int, seed: int) -> dict:
+def _against_probe(library, base, skill, world, world_name: str, task: str, n: int,
+                   seed: int) -> dict | None:
     """The new classifier and the user's alternative (a probe on frozen embeddings) on the
-    same held-out rows, both stored as results."""
+    same held-out rows, both stored as results; None when the task has no held-out rows."""
     from ..acquire.probe import probe
     from ..evaluate.suites import evaluate_cell, result_spec
 
+    if not world.examples(task, 1, seed=seed, split="eval"):
+        return None
     metrics, _ = evaluate_cell(library, base, skill.ref, [skill], world_name, world, task, n, seed,
                                skill.recipe.get("world_args"))
     found = probe(base, world, task, world.labels(task), n, seed,
@@ -160,6 +163,7 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
              workers: WorkersOpt = None,
              ) -> None:
     """Evaluate the base alone and each skill on each task; results go to the library."""
+    from ..base import check_base
     from ..evaluate.jobs import eval_matrix_on
     from ..run import get_executor
     from ..worlds import get_world
@@ -170,8 +174,6 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     if base is None and not loaded:
         raise SkillError("give at least one skill or --base")
     b = library.base(base) if base else library.base_of(loaded[0])
-    from ..base import check_base
-
     for s in loaded:   # a skill made on another base: one line before any job runs
         check_base(s, b)
     task_list = csv_list(tasks) if tasks else sorted(

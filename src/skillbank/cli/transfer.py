@@ -19,7 +19,7 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                  world: Annotated[str | None, typer.Option(help="World of the target task (default: the candidates').")] = None,
                  data: Annotated[Path | None, typer.Option(help="Data file for --world files (default: the candidates').")] = None,
                  estimator: Annotated[str, typer.Option(
-                     help="Ranking estimator: logme, tmi, leep or hscore (all are computed).")] = "logme",
+                     help="Ranking estimator: logme, tmi, leep, hscore or hscore-shrunk (all are computed).")] = "logme",
                  n: Annotated[int, typer.Option(min=2, help="Target training inputs to score on.")] = 256,
                  positions: Annotated[str, typer.Option(
                      help="answer: every answer position; first: the first answer token only.")] = "answer",

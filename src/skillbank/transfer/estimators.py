@@ -211,6 +211,34 @@ def hscore(features, labels) -> float:
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ cov_g))
 
 
+def hscore_alpha(features, labels, alpha: float) -> float:
+    """Pure: the shrinkage H-score at a given α (Ibrahim et al. 2022, "Newer is not always
+    better"): tr(Σ_α⁻¹ · (1 − α)·cov(E[f | y])) with Σ_α = (1 − α)·cov(f) + α·(tr cov(f) / D)·I.
+    α = 0 is :func:`hscore` for a full-rank cov(f)."""
+    f = _as_features(features)
+    y = _as_labels(labels, f.shape[0])
+    f = f - f.mean(axis=0)
+    g = np.zeros_like(f)
+    for c in np.unique(y):
+        g[y == c] = f[y == c].mean(axis=0)
+    cov_f = f.T @ f / len(f)
+    cov_g = g.T @ g / len(f)
+    d = cov_f.shape[0]
+    shrunk = (1 - alpha) * cov_f + alpha * (np.trace(cov_f) / d) * np.eye(d)
+    return float(np.trace(np.linalg.solve(shrunk, (1 - alpha) * cov_g)))
+
+
+def hscore_shrunk(features, labels) -> float:
+    """The shrinkage H-score with Ledoit–Wolf's α (scikit-learn's ``ledoit_wolf``): the
+    plain H-score saturates at C − 1 once the features outnumber the rows (a singular
+    cov(f) separates any labelling), which this one does not."""
+    from sklearn.covariance import ledoit_wolf
+
+    f = _as_features(features)
+    _, alpha = ledoit_wolf(f - f.mean(axis=0), assume_centered=True)
+    return hscore_alpha(f, labels, float(alpha))
+
+
 Estimator = Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]
 
 ESTIMATORS: dict[str, Estimator] = {
@@ -218,11 +246,13 @@ ESTIMATORS: dict[str, Estimator] = {
     "tmi": lambda f, y, p=None: tmi(f, y),
     "leep": lambda f, y, p=None: leep(p, y),
     "hscore": lambda f, y, p=None: hscore(f, y),
+    "hscore-shrunk": lambda f, y, p=None: hscore_shrunk(f, y),
 }
 
 
 def estimate(name: str, features, labels, source_probs=None) -> float:
-    """Score with the estimator called ``name`` (``logme``, ``tmi``, ``leep``, ``hscore``)."""
+    """Score with the estimator called ``name`` (``logme``, ``tmi``, ``leep``, ``hscore``,
+    ``hscore-shrunk``)."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
     if name == "leep" and source_probs is None:
