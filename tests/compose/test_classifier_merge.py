@@ -167,3 +167,20 @@ def test_cli_eval_matrix_marks_not_applicable_and_compose_scores_per_task(traine
     assert comp["alone"]["media"] == matrix["media-clf@1"]["media"]["accuracy"]
     r = runner.invoke(app, ["--home", home, "route", "r", "--from", "media-clf,net-clf"])
     assert r.exit_code != 0 and "route learns per-token routing" in str(r.exception)
+
+
+@pytest.mark.parametrize("config, tensors, message", [
+    ({"heads": []}, {}, "must map tasks to label lists"),
+    ({"heads": {"t": ["a"]}}, {}, "two or more distinct string labels"),
+    ({"heads": {"t": ["a", "a"]}}, {}, "two or more distinct string labels"),
+    ({"heads": {"t": ["a", "b"]}}, {}, "missing or not shaped"),
+    ({"heads": {"t": ["a", "b"]}}, {"head.t.weight": torch.zeros(3, 4),
+                                     "head.t.bias": torch.zeros(3)}, "missing or not shaped"),
+])
+def test_crafted_heads_are_refused(config, tensors, message):
+    from skillbank.skill import check_tensors
+
+    skill = Skill(name="x", kind="delta", base="0" * 64,
+                  tensors={"w.weight": torch.zeros(2, 2), **tensors}, config=config, recipe={})
+    with pytest.raises(SkillError, match=message):
+        check_tensors(skill)
