@@ -140,18 +140,14 @@ def _classifier_losses(clf, tokenizer, texts: Sequence[str], max_length: int):
 def _classifier_stats(base: Base, member: Skill, kind: str, params: Sequence[str],
                       texts: Sequence[str]) -> dict[str, torch.Tensor]:
     from ..acquire.classify import EncoderClassifier
-    from ..evaluate.classify import head_for
+    from ..evaluate.classify import head_layer
 
-    task = member.recipe.get("task")
-    head = head_for(member, task)
+    linear, _ = head_layer(member, member.recipe.get("task"))   # NotApplicable without one
     max_length = int(member.config.get("max_length") or 512)
     model = base.load_model([member]).eval()
     tokenizer = base.load_tokenizer()
     if kind == "gram":
         return gram_matrices(model, _text_batches(tokenizer, texts, max_length), params)
-    linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
-    linear.load_state_dict({k: head[k].float() for k in ("weight", "bias")})
-    linear.requires_grad_(False)
     clf = EncoderClassifier(model, linear).eval()
     return fisher_diagonal(model, _classifier_losses(clf, tokenizer, texts, max_length), params)
 

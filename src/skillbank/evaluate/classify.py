@@ -53,6 +53,15 @@ def head_for(skill: Skill, task: str) -> dict:
     return heads[task]
 
 
+def head_layer(skill: Skill, task: str) -> tuple[torch.nn.Linear, list[str]]:
+    """The skill's head for ``task`` as a frozen float32 ``nn.Linear``, and its labels."""
+    head = head_for(skill, task)
+    linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
+    linear.load_state_dict({k: head[k].float() for k in ("weight", "bias")})
+    linear.requires_grad_(False)
+    return linear, head["labels"]
+
+
 def majority_probs(world: World, task: str, labels: Sequence[str]) -> np.ndarray:
     """Train-split label frequencies of ``task``, in the order of ``labels``."""
     counts = Counter(ex.target for ex in world.examples(task, 0, seed=0, split="train"))
@@ -69,12 +78,9 @@ def skill_probs(base: Base, skill: Skill, texts: Sequence[str], task: str,
     (its head for that task; the columns follow that head's labels). ``loaded``: the
     ``(encoder with the skill applied, tokenizer)`` already in memory, if any."""
     check_base(skill, base)
-    head = head_for(skill, task)
-    labels = head["labels"]
+    linear, labels = head_layer(skill, task)
     model, tokenizer = loaded if loaded is not None else (base.load_model([skill]),
                                                           base.load_tokenizer())
-    linear = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
-    linear.load_state_dict({k: head[k].float() for k in ("weight", "bias")})
     clf = EncoderClassifier(model, linear).eval()
     max_length = int(skill.config.get("max_length") or skill.recipe.get("max_length") or 512)
     out = []

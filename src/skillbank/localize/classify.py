@@ -30,7 +30,7 @@ from torch.func import functional_call
 from ..acquire.classify import Encoded, label_indices, mean_pool
 from ..acquire.data import Sampler
 from ..base import Base, check_base
-from ..evaluate.classify import head_for
+from ..evaluate.classify import head_layer
 from ..evaluate.metrics import summarize_classification
 from ..skill import Skill, SkillError
 from ..worlds import get_world
@@ -62,14 +62,6 @@ class ClassifierScorer:
             lp += float(logp.gather(-1, y.unsqueeze(-1)).sum())
             n += len(y)
         return {"exact_match": right / n, "mean_logprob": lp / n, "loss": -lp / n}
-
-
-def _head(skill: Skill, task: str) -> tuple[torch.nn.Linear, list[str]]:
-    h = head_for(skill, task)
-    linear = torch.nn.Linear(h["weight"].shape[1], h["weight"].shape[0])
-    linear.load_state_dict({k: h[k].float() for k in ("weight", "bias")})
-    linear.requires_grad_(False)
-    return linear, h["labels"]
 
 
 @torch.no_grad()
@@ -104,7 +96,7 @@ def localize_classifier(base: Base, skill: Skill, recipe: GraftRecipe, name: str
     world = get_world(world_name, **world_args)
     if world.kind != "classification":
         raise SkillError(f"task {task!r} of world {world_name!r} is not a classification task")
-    head, labels = _head(skill, task)
+    head, labels = head_layer(skill, task)
     model = base.load_model().eval()
     for p in model.parameters():
         p.requires_grad_(False)
