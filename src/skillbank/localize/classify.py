@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -29,13 +28,12 @@ from torch.func import functional_call
 
 from ..acquire.classify import Encoded, label_indices, mean_pool
 from ..acquire.data import Sampler
-from ..base import Base, check_base
+from ..base import Base
 from ..evaluate.classify import head_layer
 from ..evaluate.metrics import summarize_classification
 from ..skill import Skill, SkillError
-from ..worlds import get_world
 from . import graft
-from .ops import GraftRecipe, _set_params, eligible_deltas, train_mask
+from .ops import GraftRecipe, _set_params, eligible_deltas, resolved, train_mask
 
 
 class ClassifierScorer:
@@ -84,16 +82,8 @@ def localize_classifier(base: Base, skill: Skill, recipe: GraftRecipe, name: str
                         progress: Callable[[int, float], None] | None = None) -> Skill:
     """``localize`` for a classifier on an encoder base (see the module docstring)."""
     t0 = time.perf_counter()
-    recipe.check()
-    check_base(skill, base)
-    world_name = recipe.world or skill.recipe.get("world")
-    task = recipe.task or skill.recipe.get("task")
-    world_args = recipe.world_args or skill.recipe.get("world_args") or {}
-    if not world_name or not task:
-        raise SkillError(f"skill {skill.ref} does not record its world and task: pass --world "
-                         "and --task")
-    recipe = replace(recipe, world=world_name, task=task, world_args=world_args)
-    world = get_world(world_name, **world_args)
+    recipe, world = resolved(base, skill, recipe)
+    world_name, task = recipe.world, recipe.task
     if world.kind != "classification":
         raise SkillError(f"task {task!r} of world {world_name!r} is not a classification task")
     head, labels = head_layer(skill, task)

@@ -255,6 +255,21 @@ def _gains(m: dict, base: dict, full: dict) -> dict[str, float | None]:
                                                 full["mean_logprob"])}
 
 
+def resolved(base: Base, skill: Skill, recipe: GraftRecipe) -> tuple[GraftRecipe, Any]:
+    """``recipe`` checked, with the skill's world, task and data filled in where it names
+    none, and that world built; one line if the skill records none or is on another base."""
+    recipe.check()
+    check_base(skill, base)
+    world_name = recipe.world or skill.recipe.get("world")
+    task = recipe.task or skill.recipe.get("task")
+    world_args = recipe.world_args or skill.recipe.get("world_args") or {}
+    if not world_name or not task:
+        raise SkillError(f"skill {skill.ref} does not record its world and task "
+                         "(a merge, an import?): pass --world and --task")
+    recipe = replace(recipe, world=world_name, task=task, world_args=world_args)
+    return recipe, get_world(world_name, **world_args)
+
+
 def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = None,
              n_eval: int = 200, progress: Callable[[int, float], None] | None = None) -> Skill:
     """Localize ``skill`` on ``base``: an unsaved ``sparse`` skill whose metrics hold the
@@ -265,16 +280,8 @@ def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = N
 
         return localize_classifier(base, skill, recipe, name, n_eval, progress)
     t0 = time.perf_counter()
-    recipe.check()
-    check_base(skill, base)
-    world_name = recipe.world or skill.recipe.get("world")
-    task = recipe.task or skill.recipe.get("task")
-    world_args = recipe.world_args or skill.recipe.get("world_args") or {}
-    if not world_name or not task:
-        raise SkillError(f"skill {skill.ref} does not record its world and task "
-                         "(a merge, an import?): pass --world and --task")
-    recipe = replace(recipe, world=world_name, task=task, world_args=world_args)
-    world = get_world(world_name, **world_args)
+    recipe, world = resolved(base, skill, recipe)
+    world_name, task = recipe.world, recipe.task
     tokenizer = base.load_tokenizer()
     model = base.load_model()
     params = dict(model.named_parameters())
