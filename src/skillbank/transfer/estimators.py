@@ -193,6 +193,17 @@ def leep(source_probs, labels) -> float:
     return float(np.log(eep).mean())
 
 
+def _covariances(features, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Population covariances of the features and of their class means E[f | y]."""
+    f = _as_features(features)
+    y = _as_labels(labels, f.shape[0])
+    f = f - f.mean(axis=0)
+    g = np.zeros_like(f)
+    for c in np.unique(y):
+        g[y == c] = f[y == c].mean(axis=0)
+    return f.T @ f / len(f), g.T @ g / len(f)
+
+
 def hscore(features, labels) -> float:
     """H-score (Bao et al. 2019, Def. 2): tr(cov(f)⁻¹ · cov(E[f | y])).
 
@@ -200,14 +211,7 @@ def hscore(features, labels) -> float:
     E[f | y] is each row's class mean. cov(f)⁻¹ is the pseudo-inverse, as in the authors'
     code, so rank-deficient features are allowed.
     """
-    f = _as_features(features)
-    y = _as_labels(labels, f.shape[0])
-    f = f - f.mean(axis=0)
-    g = np.zeros_like(f)
-    for c in np.unique(y):
-        g[y == c] = f[y == c].mean(axis=0)
-    cov_f = f.T @ f / len(f)
-    cov_g = g.T @ g / len(f)
+    cov_f, cov_g = _covariances(features, labels)
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ cov_g))
 
 
@@ -215,14 +219,7 @@ def hscore_alpha(features, labels, alpha: float) -> float:
     """Pure: the shrinkage H-score at a given α (Ibrahim et al. 2022, "Newer is not always
     better"): tr(Σ_α⁻¹ · (1 − α)·cov(E[f | y])) with Σ_α = (1 − α)·cov(f) + α·(tr cov(f) / D)·I.
     α = 0 is :func:`hscore` for a full-rank cov(f)."""
-    f = _as_features(features)
-    y = _as_labels(labels, f.shape[0])
-    f = f - f.mean(axis=0)
-    g = np.zeros_like(f)
-    for c in np.unique(y):
-        g[y == c] = f[y == c].mean(axis=0)
-    cov_f = f.T @ f / len(f)
-    cov_g = g.T @ g / len(f)
+    cov_f, cov_g = _covariances(features, labels)
     d = cov_f.shape[0]
     shrunk = (1 - alpha) * cov_f + alpha * (np.trace(cov_f) / d) * np.eye(d)
     return float(np.trace(np.linalg.solve(shrunk, (1 - alpha) * cov_g)))
