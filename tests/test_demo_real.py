@@ -51,3 +51,18 @@ def test_cli_real_demo_refuses_unknown_profile_and_task(tmp_path):
     r = CliRunner().invoke(app, ["--home", str(tmp_path / "h"), "demo", "--profile", "real",
                                  "--tasks", "nope"])
     assert r.exit_code != 0 and "unknown task 'nope'" in str(r.exception)
+
+
+def test_the_composition_reuses_the_matrix_diagonal_as_members_alone(tmp_path):
+    from skillbank.compose.measure import score_by_task
+
+    home = tmp_path / "home"
+    with Library.open(home) as lib:
+        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
+        cfg = RealDemoConfig(tasks=("media", "net"), n_eval=8, workers=None, quick=True,
+                             localization=False)
+        summary = run_real_demo(lib, tmp_path / "out", cfg, QuietUi())
+        base = lib.base("minilm")
+        for name, task in (("debian-media", "media"), ("debian-net", "net")):
+            measured = score_by_task(base, [lib.get(name)], "debian", [task], 8, 0)[task]
+            assert summary["composition"]["alone"][task] == measured

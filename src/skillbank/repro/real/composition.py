@@ -83,10 +83,13 @@ def _row(base, merged, tasks, n_eval, seed, alone, t0) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, what: str) -> dict:
-    """Every merge of one family of members (LoRA or full fine-tunes), and the advisor."""
-    alone = {t: score_by_task(base, [s], "debian", [t], n_eval, seed)[t]
-             for s, t in zip(skills, tasks, strict=True)}
+def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, what: str,
+           alone: dict[str, float] | None = None) -> dict:
+    """Every merge of one family of members (LoRA or full fine-tunes), and the advisor;
+    ``alone`` (each member's accuracy on its task, same rows) is measured unless given."""
+    if alone is None:
+        alone = {t: score_by_task(base, [s], "debian", [t], n_eval, seed)[t]
+                 for s, t in zip(skills, tasks, strict=True)}
     out: dict = {"members": [s.ref for s in skills], "alone": alone, "methods": {},
                  "delta_norm": {s.ref: float(sum(float(d.double().norm() ** 2)
                                                  for d in s.delta().values()) ** 0.5)
