@@ -39,11 +39,10 @@ from torch import nn
 from ..base import Base
 from ..skill import Skill, SkillError, canonical_json
 from ..worlds import get_world, pinned_args
+from ..worlds.base import Example
 from .data import Sampler, check_encodable
 from .loop import LoopConfig, train
 from .lora import lora_tensors, train_metrics
-
-from ..worlds.base import Example
 
 if TYPE_CHECKING:
     from ..worlds.base import World

@@ -9,6 +9,7 @@ of training again.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,26 @@ SIZES = {
     "small": (96, 4, 4, 256),
     "large": (128, 6, 4, 384),
 }
+SHAPE = re.compile(r"^(\d{1,4})x(\d{1,2})$")  # WIDTHxDEPTH, e.g. 48x2: a base family member
+HEAD_DIM = 8
+
+
+def shape_of(size: str) -> tuple[int, int, int, int]:
+    """(hidden, layers, heads, intermediate) of a named size or of ``WIDTHxDEPTH``.
+
+    ``WIDTHxDEPTH`` fixes the rest by one rule, so a family of bases differs only in
+    width and depth: heads of 16 dimensions (one if narrower), intermediate 3 × width.
+    """
+    if size in SIZES:
+        return SIZES[size]
+    m = SHAPE.match(size) if isinstance(size, str) else None
+    if not m or not (8 <= int(m.group(1)) <= 1024 and 1 <= int(m.group(2)) <= 24):
+        raise ValueError(f"unknown base size {size!r}; choose from {', '.join(SIZES)} or "
+                         "WIDTHxDEPTH (width 8-1024, depth 1-24, e.g. 48x2)")
+    width, depth = int(m.group(1)), int(m.group(2))
+    if width % HEAD_DIM:
+        raise ValueError(f"base size {size!r}: the width must be a multiple of {HEAD_DIM}")
+    return width, depth, width // HEAD_DIM, 3 * width
 
 
 @dataclass(frozen=True)
@@ -52,9 +73,7 @@ class BaseRecipe:
 def tiny_config(vocab_size: int, size: str, tokenizer=None):
     from transformers import LlamaConfig
 
-    if size not in SIZES:
-        raise ValueError(f"unknown base size {size!r}; choose from {', '.join(SIZES)}")
-    hidden, layers, heads, inter = SIZES[size]
+    hidden, layers, heads, inter = shape_of(size)
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=inter,

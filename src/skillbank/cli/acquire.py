@@ -161,8 +161,15 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
                       "default: in this process.")] = None,
              address: AddressOpt = None,
              workers: WorkersOpt = None,
+             metric: Annotated[str, typer.Option(help="greedy (exact match beside the continuous metrics) or pass-until (sample each input until it passes: pass rates far below 1/n).")] = "greedy",
+             cap: Annotated[int, typer.Option(help="pass-until: most samples per input.")] = 10_000,
+             passes: Annotated[int, typer.Option(help="pass-until: stop an input at this many passes (2: unbiased).")] = 2,
+             temperature: Annotated[float, typer.Option(help="pass-until: sampling temperature.")] = 1.0,
              ) -> None:
-    """Evaluate the base alone and each skill on each task; results go to the library."""
+    """Evaluate the base alone and each skill on each task; results go to the library.
+
+    ``--metric pass-until`` samples each held-out input until it passes (PassUntil): it
+    resolves pass rates that greedy exact match shows as 0."""
     from ..base import check_base
     from ..evaluate.jobs import eval_matrix_on
     from ..run import get_executor
@@ -187,6 +194,11 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     check_n(n)
     for t in task_list:
         w.examples(t, 1, seed=0)  # an unknown task: one line before any job runs
+    if metric not in ("greedy", "pass-until"):
+        raise SkillError(f"unknown metric {metric!r}; choose greedy or pass-until")
+    if metric == "pass-until":
+        return _pass_until(ui, library, b, loaded, world, world_args, task_list, n, seed, cap,
+                           passes, temperature, get_executor(executor, address, workers), as_json)
     with ui.jobs("evaluate", total) as progress, get_executor(executor, address, workers) as ex:
         matrix = eval_matrix_on(ex, library, b, [s.ref for s in loaded], world, task_list,
                                 n, seed, world_args, progress=progress)
@@ -200,6 +212,30 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
 
     table(f"{key.replace('_', ' ')} ± stderr ({n} held-out per task; n/a: no head for the task)",
           ["subject", *task_list], [[s, *[cell(row[t]) for t in task_list]] for s, row in matrix.items()])
+
+
+def _pass_until(ui, library, base, loaded, world, world_args, tasks, n, seed, cap, passes,
+                temperature, ex_ctx, as_json) -> None:
+    from ..evaluate.jobs import passuntil_matrix_on
+    from ..evaluate.passuntil import PassUntilConfig
+
+    cfg = PassUntilConfig(cap=cap, passes=passes, temperature=temperature, seed=seed)
+    if base.kind != "causal":
+        raise SkillError(f"pass-until samples answers; base {base.name} is a classifier ({base.kind})")
+    subjects = [f"base:{base.name}", *(s.ref for s in loaded)]
+    with ui.jobs("pass-until", len(subjects) * len(tasks)) as progress, ex_ctx as ex:
+        matrix = passuntil_matrix_on(ex, library, base, subjects, world, tasks, n, cfg,
+                                     world_args, progress=progress)
+    if as_json:
+        return emit({s: {t: {k: v for k, v in c.items() if k != "per_instance"}
+                         for t, c in row.items()} for s, row in matrix.items()})
+
+    def cell(c: dict) -> str:
+        return f"{c['pass_rate']:.2e}±{c['pass_rate_stderr']:.1e} ({c['draws']:,} draws)"
+
+    table(f"PassUntil pass rate ± stderr ({n} held-out inputs per task, until {passes} "
+          f"pass(es) or {cap:,} draws, T={temperature})",
+          ["subject", *tasks], [[s, *[cell(row[t]) for t in tasks]] for s, row in matrix.items()])
 
 
 @app.command("demo", rich_help_panel=PANEL)

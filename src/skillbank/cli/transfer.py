@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from ..skill import SkillError
-from .core import AddressOpt, JsonOpt, Ui, WorkersOpt, app, csv_list, emit, lib, out, table, world_of
+from .core import (
+    AddressOpt,
+    JsonOpt,
+    Ui,
+    WorkersOpt,
+    app,
+    csv_list,
+    emit,
+    lib,
+    out,
+    table,
+    world_of,
+)
 
 PANEL = "Transfer"
 

@@ -14,7 +14,7 @@ router's mean α over the training mixture — what survives when routing is rem
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, field, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 

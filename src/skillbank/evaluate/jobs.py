@@ -1,5 +1,6 @@
-"""The ``eval`` job kind: one subject on one task, its result row stored; already stored
-when a row with the same subject, world, task and spec (n, seed, base, data) exists.
+"""The ``eval`` and ``passuntil`` job kinds: one subject on one task, its result row
+stored; already stored when a row with the same subject, world, task and spec (n, seed,
+base, data; for PassUntil also its settings) exists.
 
 The result id comes back from the write that made it (``evaluate_cell``), so concurrent
 jobs for other seeds can never be mistaken for this one."""
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from ..base import Base
 from ..library import Library
 from ..run import Executor, Job, register
-from ..skill import canonical_json
+from ..skill import SkillError, canonical_json
 from ..worlds import get_world
 from .suites import evaluate_cell, result_spec
 
@@ -70,4 +71,66 @@ def eval_matrix_on(executor: Executor, lib: Library, base: Base, refs: list[str]
     for r in done:
         rid = r.result["result_id"]
         out[r.job.spec["subject"]][r.job.spec["task"]] = None if rid is None else rows[rid]
+    return out
+
+
+def passuntil_job(subject: str, base: Base, world: str, task: str, n: int, cfg,
+                  world_args: dict | None = None) -> Job:
+    """PassUntil (``evaluate.passuntil``) of one subject on ``n`` held-out inputs of ``task``."""
+    return PASSUNTIL.job({"subject": subject, "base": base.name, "world": world,
+                          "world_args": dict(world_args or {}), "task": task, "n": n,
+                          "config": cfg.as_dict()}, f"pass-until {subject} {task}")
+
+
+def passuntil_spec(base: Base, spec: dict) -> dict:
+    return result_spec(base, spec["n"], spec["config"]["seed"], spec.get("world_args"),
+                       metric="pass-until", config=spec["config"])
+
+
+def _pu_stored(lib: Library, spec: dict) -> dict | None:
+    want = canonical_json(passuntil_spec(lib.base(spec["base"]), spec))
+    for r in lib.results(spec["subject"]):
+        if r["world"] == spec["world"] and r["task"] == spec["task"] \
+                and canonical_json(r["spec"]) == want:
+            return {"subject": spec["subject"], "task": spec["task"], "result_id": r["id"],
+                    "new": False}
+    return None
+
+
+def _pu_run(worker, lib: Library, spec: dict) -> dict:
+    from .passuntil import PassUntilConfig, pass_until
+    from .suites import load_subject
+
+    base = lib.base(spec["base"])
+    subject = spec["subject"]
+    skills = [] if subject.startswith("base:") else [lib.get(subject)]
+    world = get_world(spec["world"], **(spec.get("world_args") or {}))
+    if base.kind != "causal" or world.kind == "classification":
+        raise SkillError("PassUntil samples answers from a generator; "
+                         f"{base.name} on {spec['world']} is a classifier")
+    if all(s.kind != "router" for s in skills):
+        model, tok = worker.model(base, skills)
+    else:
+        model, tok = load_subject(lib, base, skills), base.load_tokenizer()
+    found = pass_until(model, tok, world, spec["task"], spec["n"], PassUntilConfig(**spec["config"]))
+    rid = lib.add_result(subject, spec["world"], spec["task"], found, passuntil_spec(base, spec))
+    return {"subject": subject, "task": spec["task"], "result_id": rid,
+            "pass_rate": found["pass_rate"], "draws": found["draws"]}
+
+
+PASSUNTIL = register("passuntil", _pu_run, _pu_stored)
+
+
+def passuntil_matrix_on(executor: Executor, lib: Library, base: Base, subjects: list[str],
+                        world: str, tasks: list[str], n: int, cfg, world_args: dict | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, dict]]:
+    """``{subject: {task: PassUntil result}}``, one find-or-make job per cell."""
+    from ..run import ensure
+
+    jobs = [passuntil_job(s, base, world, t, n, cfg, world_args) for s in subjects for t in tasks]
+    done = ensure(executor, lib, jobs, progress=progress, what="PassUntil")
+    rows = {r["id"]: r["metrics"] for r in lib.results()}
+    out: dict[str, dict[str, dict]] = {s: {} for s in subjects}
+    for r in done:
+        out[r.job.spec["subject"]][r.job.spec["task"]] = rows[r.result["result_id"]]
     return out

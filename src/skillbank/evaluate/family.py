@@ -1,0 +1,74 @@
+"""Measure a family of bases (or one skill on each of them) the two ways a scaling study
+needs: greedy decoding with every generation metric (exact match beside the continuous
+ones) and PassUntil — both as find-or-make jobs, so a second study re-uses the first's
+rows. ``fit_and_predict`` then holds out the largest member and predicts it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..library import Library
+from ..run import Executor, ensure
+from .jobs import eval_job, passuntil_job
+from .passuntil import PassUntilConfig
+from .scaling import bootstrap_prediction, fit_law, log_error, predict
+
+GREEDY_KEYS = ("exact_match", "exact_match_stderr", "token_accuracy", "edit_distance",
+               "mean_logprob")
+
+
+def measure(lib: Library, subjects: Sequence[tuple[str, str]], world: str, tasks: Sequence[str],
+            n: int, cfg: PassUntilConfig, executor: Executor,
+            progress: Callable[[int, int], None] | None = None) -> list[dict[str, dict]]:
+    """Per ``(base name, subject)`` pair: ``{task: {"greedy": {...}, "pass_until": {...}}}``
+    on ``n`` held-out inputs (greedy seed = ``cfg.seed``)."""
+    jobs = []
+    for base_name, subject in subjects:
+        base = lib.base(base_name)
+        for t in tasks:
+            jobs.append(eval_job(subject, base, world, t, n, cfg.seed))
+            jobs.append(passuntil_job(subject, base, world, t, n, cfg))
+    done = ensure(executor, lib, jobs, progress=progress, what="measurement")
+    rows = {r["id"]: r["metrics"] for r in lib.results()}
+    out: list[dict[str, dict]] = []
+    it = iter(done)
+    for _ in subjects:
+        cells: dict[str, dict] = {}
+        for t in tasks:
+            greedy, until = rows[next(it).result["result_id"]], rows[next(it).result["result_id"]]
+            cells[t] = {"greedy": {k: greedy[k] for k in GREEDY_KEYS if k in greedy},
+                        "pass_until": until}
+        out.append(cells)
+    return out
+
+
+def fit_and_predict(params: Sequence[int], cells: Sequence[dict], seed: int = 0) -> dict:
+    """Fit the task law on every member but the largest and predict the largest's PassUntil
+    pass rate; beside it, whether greedy exact match could have been fitted at all."""
+    pu = [c["pass_until"]["pass_rate"] for c in cells]
+    em = [c["greedy"]["exact_match"] for c in cells]
+    small = [i for i in range(len(cells) - 1) if 0 < pu[i] < 1]
+    out: dict = {"pass_rate": [round(p, 6) for p in pu], "exact_match": em,
+                 "parameters": list(params), "fitted_on": [params[i] for i in small],
+                 "actual": pu[-1], "exact_match_smaller_max": max(em[:-1])}
+    em_fit = [i for i in range(len(cells) - 1) if 0 < em[i] < 1]
+    out["exact_match_fittable"] = len(em_fit) >= 3
+    if len(small) < 3:
+        out["error"] = (f"only {len(small)} smaller member(s) have a pass rate strictly between "
+                        "0 and 1; a fit needs 3")
+        return out
+    fit = fit_law([params[i] for i in small], [pu[i] for i in small])
+    pred = predict(fit, params[-1])
+    boot = bootstrap_prediction([params[i] for i in small],
+                                [[r["p"] for r in cells[i]["pass_until"]["per_instance"]] for i in small],
+                                params[-1], seed=seed)
+    out.update({"fit": {k: round(v, 4) if isinstance(v, float) else v for k, v in fit.items()},
+                "predicted": pred["pass_rate"], "interval90": pred["interval"],
+                "bootstrap": boot,
+                "inside_interval": pred["interval"][0] <= pu[-1] <= pred["interval"][1]})
+    if 0 < pu[-1] and pred["pass_rate"] > 0:
+        out["log_error"] = round(log_error(pred["pass_rate"], pu[-1]), 4)
+    if out["exact_match_fittable"]:
+        em_pred = predict(fit_law([params[i] for i in em_fit], [em[i] for i in em_fit]), params[-1])
+        out["exact_match_predicted"] = em_pred["pass_rate"]
+    return out
