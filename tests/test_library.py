@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skillbank.base import BaseMismatch, fingerprint
-from skillbank.journal import filesystem_type, journal_mode
 from skillbank.catalog import SCHEMA_VERSION
+from skillbank.journal import filesystem_type, journal_mode
 from skillbank.library import Library, LibraryError
 from skillbank.skill import Skill, SkillError
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -27,6 +26,7 @@ from skillbank.library import Library
 from skillbank.skill import Skill, SkillError
 from skillbank.worlds import get_world, world_for
 from tinyskills import tiny_encoder
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -100,6 +100,9 @@ def train_base_dir(recipe: BaseRecipe, out_dir: Path, progress=None) -> dict:
                      weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip)
     log = train(model, dict(model.named_parameters()), sampler, tokenizer, cfg, progress=progress)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()   # no "Writing model shards" bar from a worker
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return log

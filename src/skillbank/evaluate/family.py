@@ -11,7 +11,7 @@ from ..library import Library
 from ..run import Executor, ensure
 from .jobs import eval_job, passuntil_job
 from .passuntil import PassUntilConfig
-from .scaling import bootstrap_prediction, fit_law, log_error, predict
+from .scaling import bootstrap_prediction, fit_law, log_error, loglog, predict
 
 GREEDY_KEYS = ("exact_match", "exact_match_stderr", "token_accuracy", "edit_distance",
                "mean_logprob")
@@ -19,14 +19,16 @@ GREEDY_KEYS = ("exact_match", "exact_match_stderr", "token_accuracy", "edit_dist
 
 def measure(lib: Library, subjects: Sequence[tuple[str, str]], world: str, tasks: Sequence[str],
             n: int, cfg: PassUntilConfig, executor: Executor,
-            progress: Callable[[int, int], None] | None = None) -> list[dict[str, dict]]:
-    """Per ``(base name, subject)`` pair: ``{task: {"greedy": {...}, "pass_until": {...}}}``
-    on ``n`` held-out inputs (greedy seed = ``cfg.seed``)."""
+            progress: Callable[[int, int], None] | None = None,
+            n_greedy: int | None = None) -> list[dict[str, dict]]:
+    """Per ``(base name, subject)`` pair: ``{task: {"greedy": {...}, "pass_until": {...}}}``:
+    PassUntil on ``n`` held-out inputs, greedy decoding on ``n_greedy`` (default ``n``;
+    seed ``cfg.seed``)."""
     jobs = []
     for base_name, subject in subjects:
         base = lib.base(base_name)
         for t in tasks:
-            jobs.append(eval_job(subject, base, world, t, n, cfg.seed))
+            jobs.append(eval_job(subject, base, world, t, n_greedy or n, cfg.seed))
             jobs.append(passuntil_job(subject, base, world, t, n, cfg))
     done = ensure(executor, lib, jobs, progress=progress, what="measurement")
     rows = {r["id"]: r["metrics"] for r in lib.results()}
@@ -44,7 +46,13 @@ def measure(lib: Library, subjects: Sequence[tuple[str, str]], world: str, tasks
 
 def fit_and_predict(params: Sequence[int], cells: Sequence[dict], seed: int = 0) -> dict:
     """Fit the task law on every member but the largest and predict the largest's PassUntil
-    pass rate; beside it, whether greedy exact match could have been fitted at all."""
+    pass rate; beside it, whether greedy exact match could have been fitted at all.
+
+    Two errors, since each is lenient where the other is strict: ``log_error`` =
+    |Δ log p| (a factor on the pass rate: strict at small p, near 0 for any p close to 1)
+    and ``loglog_error`` = |Δ log(−log p)| (a factor on −log p, about the failure rate
+    1 − p near 1: strict there, lenient at small p); absent when the largest member's pass
+    rate is 0 or 1."""
     pu = [c["pass_until"]["pass_rate"] for c in cells]
     em = [c["greedy"]["exact_match"] for c in cells]
     small = [i for i in range(len(cells) - 1) if 0 < pu[i] < 1]
@@ -68,6 +76,8 @@ def fit_and_predict(params: Sequence[int], cells: Sequence[dict], seed: int = 0)
                 "inside_interval": pred["interval"][0] <= pu[-1] <= pred["interval"][1]})
     if 0 < pu[-1] and pred["pass_rate"] > 0:
         out["log_error"] = round(log_error(pred["pass_rate"], pu[-1]), 4)
+    if 0 < pu[-1] < 1:   # the error in the law's own space: −log p (the failure rate near 1)
+        out["loglog_error"] = round(abs(pred["loglog"] - loglog(pu[-1])), 4)
     if out["exact_match_fittable"]:
         em_pred = predict(fit_law([params[i] for i in em_fit], [em[i] for i in em_fit]), params[-1])
         out["exact_match_predicted"] = em_pred["pass_rate"]

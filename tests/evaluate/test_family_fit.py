@@ -1,0 +1,46 @@
+"""Holding out the largest member: the law's prediction, both errors, and the exact-match
+comparison, on cells built by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from skillbank.evaluate.family import fit_and_predict
+
+
+def cell(p, em):
+    return {"pass_until": {"pass_rate": p, "per_instance": [{"p": p}] * 4},
+            "greedy": {"exact_match": em}}
+
+
+def law(n):
+    return math.exp(-math.exp(3.0 - 0.4 * math.log(n)))
+
+
+def test_an_exact_law_predicts_the_largest():
+    sizes = [1e3, 1e4, 1e5, 1e6]
+    f = fit_and_predict(sizes, [cell(law(n), 0.0) for n in sizes])
+    assert f["predicted"] == pytest.approx(law(1e6))
+    assert f["log_error"] == pytest.approx(0, abs=1e-3) and f["loglog_error"] == pytest.approx(0, abs=1e-3)
+    assert f["fitted_on"] == sizes[:3] and not f["exact_match_fittable"]
+    assert f["bootstrap"]["median"] == pytest.approx(law(1e6))
+
+
+def test_errors_by_hand_and_exact_match_when_it_can_be_fitted():
+    sizes = [1e3, 1e4, 1e5, 1e6]
+    actual = 0.5
+    f = fit_and_predict(sizes, [cell(law(1e3), 0.1), cell(law(1e4), 0.2), cell(law(1e5), 0.3),
+                                cell(actual, 0.6)])
+    assert f["log_error"] == pytest.approx(abs(math.log(law(1e6)) - math.log(actual)), abs=1e-4)
+    y = 3.0 - 0.4 * math.log(1e6)
+    assert f["loglog_error"] == pytest.approx(abs(y - math.log(-math.log(actual))), abs=1e-4)
+    assert f["exact_match_fittable"] and "exact_match_predicted" in f
+
+
+def test_too_few_fittable_members_and_a_saturated_largest():
+    f = fit_and_predict([1e3, 1e4, 1e5, 1e6], [cell(0.0, 0), cell(0.01, 0), cell(0.1, 0), cell(1.0, 1)])
+    assert "error" in f and "predicted" not in f
+    g = fit_and_predict([1e3, 1e4, 1e5, 1e6], [cell(0.001, 0), cell(0.01, 0), cell(0.1, 0), cell(1.0, 1)])
+    assert "loglog_error" not in g and "log_error" in g       # PU = 1: only |Δ log p| exists
