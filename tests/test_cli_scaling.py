@@ -57,6 +57,11 @@ def test_eval_errors_one_line(home, capsys, monkeypatch):
     _one_line([*base, "pass-until", "--cap", "0"], "cap must be at least 1", home, capsys, monkeypatch)
     _one_line([*base, "pass-until", "--passes", "0"], "passes must be", home, capsys, monkeypatch)
     _one_line([*base, "bogus"], "unknown metric 'bogus'", home, capsys, monkeypatch)
+    predict = ["base", "predict", "f", "--task", "rev", "--cap", "3", "--n", "2", "--size"]
+    _one_line([*predict, "32x2"], "at least 3 members", home, capsys, monkeypatch)
+    _one_line([*predict, "33x2"], "multiple of 8", home, capsys, monkeypatch)
+    _one_line(["base", "predict", "g", "--task", "rev", "--size", "32x2"], "no family 'g'", home,
+              capsys, monkeypatch)
 
 
 def _one_line(args, message, home, capsys, monkeypatch):

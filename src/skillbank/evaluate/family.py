@@ -82,3 +82,73 @@ def fit_and_predict(params: Sequence[int], cells: Sequence[dict], seed: int = 0)
         em_pred = predict(fit_law([params[i] for i in em_fit], [em[i] for i in em_fit]), params[-1])
         out["exact_match_predicted"] = em_pred["pass_rate"]
     return out
+
+
+def family_members(lib: Library, family: str) -> list[dict]:
+    """The stored members of ``family`` (bases ``FAMILY-WIDTHxDEPTH`` with a pretrain recipe),
+    smallest first: ``{"size", "base", "parameters"}``."""
+    from ..acquire.family import member_name, parameters
+    from ..acquire.pretrain import SHAPE, BaseRecipe
+
+    found = []
+    for b in lib.bases():
+        size = b.name[len(family) + 1:]
+        recipe = b.meta.get("recipe") or {}
+        if b.name == member_name(family, size) and SHAPE.match(size) and recipe.get("method") == "pretrain":
+            fields = {k: v for k, v in recipe.items() if k != "method"}
+            found.append({"size": size, "base": b.name, "parameters": parameters(BaseRecipe(**fields)),
+                          "world": recipe.get("world")})
+    return sorted(found, key=lambda m: m["parameters"])
+
+
+def members_up_to(lib: Library, family: str, task: str, size: str) -> tuple[list[dict], int]:
+    """The stored members of ``family`` a prediction for shape ``size`` measures (those
+    smaller, and ``size`` itself when stored) and the parameters of ``size``; ValueError
+    for an unknown family, shape or task."""
+    from dataclasses import replace
+
+    from ..acquire.family import parameters
+    from ..acquire.pretrain import BaseRecipe, shape_of
+    from ..worlds import get_world
+
+    shape_of(size)
+    members = family_members(lib, family)
+    if not members:
+        raise ValueError(f"no family {family!r}: no base named {family}-WIDTHxDEPTH "
+                         "(make one with `skillbank base family`)")
+    worlds = {m["world"] for m in members}
+    if len(worlds) != 1:
+        raise ValueError(f"family {family!r} mixes worlds {sorted(worlds)}")
+    get_world(worlds.pop()).examples(task, 1, seed=0)   # an unknown task: before any job
+    recipe = lib.base(members[0]["base"]).meta["recipe"]
+    target = parameters(replace(BaseRecipe(**{k: v for k, v in recipe.items() if k != "method"}),
+                                size=size))
+    return [m for m in members if m["parameters"] < target or m["size"] == size], target
+
+
+def predict_size(lib: Library, family: str, task: str, size: str, n: int, cfg: PassUntilConfig,
+                 executor: Executor, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The pass rate the law fitted on ``family``'s stored members smaller than ``size``
+    predicts for a member of shape ``size`` (trained or not); its measured pass rate too
+    when that member is stored. PassUntil rows are found or made (``members_up_to`` says
+    which members, two jobs each)."""
+    todo, target = members_up_to(lib, family, task, size)
+    cells = measure(lib, [(m["base"], f"base:{m['base']}") for m in todo], todo[0]["world"] if todo
+                    else "strings", [task], n, cfg, executor, progress)
+    rates = [c[task]["pass_until"]["pass_rate"] for c in cells]
+    smaller = [(m, p) for m, p in zip(todo, rates, strict=True) if m["size"] != size]
+    usable = [(m["parameters"], p) for m, p in smaller if 0 < p < 1]
+    if len(usable) < 3:
+        raise ValueError(f"a scaling-law fit needs at least 3 members smaller than {size} with a "
+                         f"pass rate strictly between 0 and 1 on {task!r}; family {family!r} has "
+                         f"{len(usable)} (of {len(smaller)} smaller)")
+    fit = fit_law([x for x, _ in usable], [p for _, p in usable])
+    pred = predict(fit, target)
+    out = {"family": family, "task": task, "size": size, "parameters": target,
+           "predicted": pred["pass_rate"], "interval90": pred["interval"],
+           "fit": {k: fit[k] for k in ("a", "b", "alpha", "b_stderr", "r2", "points")},
+           "members": [{**m, "pass_rate": p, "exact_match": c[task]["greedy"]["exact_match"]}
+                       for m, p, c in zip(todo, rates, cells, strict=True)]}
+    if todo and todo[-1]["size"] == size:
+        out["measured"] = rates[-1]
+    return out

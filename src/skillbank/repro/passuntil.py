@@ -3,9 +3,9 @@
 Hu et al. (2024) sample each test instance until it passes (PassUntil), which resolves
 pass rates far below greedy exact match's 1/n, and fit the task scaling law
 log(−log PU) = a − α·log N across model sizes to predict a larger model's pass rate before
-training it (docs/methods.md §13). Here: the family ``FAMILY`` (six embedded bases of
-7.5k–485k parameters, ``strings`` world, base tasks copy, rev and sort, steps ∝ N^0.5 from
-150; ``acquire.family``), each member measured on ``n`` held-out inputs of every base task
+training it (docs/methods.md §13). Here: the default family (``acquire.family``: six
+embedded bases of 7.5k–485k parameters, ``strings`` world, base tasks copy, rev and sort,
+the same 100 steps of 64 examples for every size), each member measured on ``n`` held-out inputs of every base task
 by PassUntil (until 2 passes or 10⁴ draws, T = 1) and by greedy decoding. The law is
 fitted on the five smaller members (those with 0 < PU < 1) and predicts the largest.
 The same on a skill: a LoRA for ``rot`` (``SKILL``: rank 8, 100 steps, the same recipe on
