@@ -123,7 +123,11 @@ def members_up_to(lib: Library, family: str, task: str, size: str) -> tuple[list
     recipe = lib.base(members[0]["base"]).meta["recipe"]
     target = parameters(replace(BaseRecipe(**{k: v for k, v in recipe.items() if k != "method"}),
                                 size=size))
-    return [m for m in members if m["parameters"] < target or m["size"] == size], target
+    smaller = [m for m in members if m["parameters"] < target]
+    if len(smaller) < 3:
+        raise ValueError(f"a scaling-law fit needs at least 3 members smaller than {size}; "
+                         f"family {family!r} has {len(smaller)}")
+    return smaller + [m for m in members if m["size"] == size], target
 
 
 def predict_size(lib: Library, family: str, task: str, size: str, n: int, cfg: PassUntilConfig,
