@@ -75,3 +75,8 @@ def test_predict_a_size_before_training_it(tmp_path, monkeypatch):
             family.members_up_to(lib, "g", "rev", "16x1")
         with pytest.raises(ValueError, match="unknown task"):
             family.members_up_to(lib, "f", "nope", "16x1")
+        from skillbank.acquire.pretrain import ensure_base
+
+        ensure_base(lib, "f-40x1", BaseRecipe(size="40x1", steps=1, batch_size=2, pool=8, lr=1e-3))
+        with pytest.raises(ValueError, match="mixes recipes"):
+            family.members_up_to(lib, "f", "rev", "64x2")

@@ -86,7 +86,7 @@ def test_summary_and_the_zero_pass_bound():
     assert mixed["pass_rate"] == pytest.approx(0.625)
 
 
-@pytest.mark.parametrize("bad", [{"cap": 0}, {"passes": 0}, {"temperature": 0.0},
+@pytest.mark.parametrize("bad", [{"cap": 0}, {"cap": 10**8}, {"cap": 2.5}, {"passes": 0}, {"temperature": 0.0},
                                  {"temperature": float("nan")}, {"rows": 0}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):

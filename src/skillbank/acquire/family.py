@@ -7,9 +7,9 @@ one token budget rule: steps = ``base.steps`` × (N / N_smallest)^``token_expone
 member of N parameters. The default exponent 0 is a fixed data budget: every size sees the
 same tokens (100 steps of 64 examples), so size alone decides what a member can do, and
 the whole family stays short of its tasks — the regime where PassUntil and a task law are
-needed. 1 is Chinchilla's tokens ∝ parameters; with 0.5 and 150 steps the three larger
-members already solve the base tasks (measured: greedy exact match 0.87–1.0), leaving
-nothing to predict. A member is stored
+needed. 1 is Chinchilla's tokens ∝ parameters; with 0.5 and 150 steps the two larger
+members already solve copy and rev (measured: greedy exact match 0.995–1.0), leaving
+nothing to predict (docs/methods.md §13). A member is stored
 as the base ``NAME-WIDTHxDEPTH`` and re-used by its recipe like any base, so a family can
 grow by a size without retraining the others. Sizes must increase in parameters: a law
 fitted across them reads model size off the parameter count (embeddings included).

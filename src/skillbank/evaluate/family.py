@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from ..library import Library
 from ..run import Executor, ensure
+from ..skill import canonical_json
 from .jobs import eval_job, passuntil_job
 from .passuntil import PassUntilConfig
 from .scaling import bootstrap_prediction, fit_law, log_error, loglog, predict
@@ -116,9 +117,12 @@ def members_up_to(lib: Library, family: str, task: str, size: str) -> tuple[list
     if not members:
         raise ValueError(f"no family {family!r}: no base named {family}-WIDTHxDEPTH "
                          "(make one with `skillbank base family`)")
+    shared = {canonical_json({k: v for k, v in lib.base(m["base"]).meta["recipe"].items()
+                              if k not in ("size", "steps")}) for m in members}
+    if len(shared) != 1:
+        raise ValueError(f"family {family!r} mixes recipes (its members differ in more than "
+                         "size and steps): a law across them would not be one family's")
     worlds = {m["world"] for m in members}
-    if len(worlds) != 1:
-        raise ValueError(f"family {family!r} mixes worlds {sorted(worlds)}")
     get_world(worlds.pop()).examples(task, 1, seed=0)   # an unknown task: before any job
     recipe = lib.base(members[0]["base"]).meta["recipe"]
     target = parameters(replace(BaseRecipe(**{k: v for k, v in recipe.items() if k != "method"}),

@@ -32,6 +32,7 @@ import numpy as np
 
 # (instance index, how many draws) per request -> one boolean array (pass?) per request
 Draw = Callable[[list[tuple[int, int]]], list[np.ndarray]]
+MAX_CAP = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class PassUntilConfig:
     def __post_init__(self):
         if not isinstance(self.cap, int) or self.cap < 1:
             raise ValueError(f"the cap must be at least 1 draw per instance, got {self.cap!r}")
+        if self.cap > MAX_CAP:
+            raise ValueError(f"a cap of {self.cap:,} draws per instance is more than PassUntil "
+                             f"runs ({MAX_CAP:,}: a pass rate of 1e-7 is already below any law here)")
         if not isinstance(self.passes, int) or self.passes < 1:
             raise ValueError(f"passes must be at least 1, got {self.passes!r}")
         if not (isinstance(self.temperature, int | float) and self.temperature > 0

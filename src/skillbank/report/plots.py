@@ -76,11 +76,12 @@ def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequen
 
 
 def curves(series: Mapping[str, Sequence[tuple[int, float]]], path: str | Path, title: str,
-           xlabel: str, ylabel: str, logy: bool = False) -> Path:
+           xlabel: str, ylabel: str, logy: bool = False, logx: bool = False) -> Path:
     """Write line plots of several ``name -> [(x, y), ...]`` series to the PNG ``path``.
 
     E.g. training loss per skill against step.  Points are sorted by ``x``; empty series
-    are skipped; ``logy=True`` uses a log y-axis (non-positive values are then not drawn).
+    are skipped; ``logy=True`` uses a log y-axis (non-positive values are then not drawn),
+    ``logx=True`` a log x-axis (model sizes).
     Returns ``path``.
     """
     fig = _new_figure(7.0, 4.5)
@@ -96,6 +97,8 @@ def curves(series: Mapping[str, Sequence[tuple[int, float]]], path: str | Path, 
         drawn += 1
     if logy:
         ax.set_yscale("log", nonpositive="mask")
+    if logx:
+        ax.set_xscale("log", nonpositive="mask")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -67,7 +67,8 @@ def prepare(lib, ui, seed: int = 0, quick: bool = False, executor=None) -> None:
 def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     m = measured(lib, ui, seed, quick)
     params = [x["parameters"] for x in m["members"]]
-    floor = 1.0 / (m["config"]["cap"] * 10)   # below anything PassUntil can resolve
+    # a PassUntil rate of 0 is drawn a tenth below the least any cell could resolve
+    floor = 0.1 / max(c[t]["pass_until"]["draws"] for c in m["bases"] for t in TASKS)
     per_task, verdicts = {}, {}
     for t in TASKS:
         s = series([c[t] for c in m["bases"]], floor)
@@ -88,7 +89,7 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
             lo, hi = min(v), max(v)
             norm[k] = [(p, (x - lo) / (hi - lo) if hi > lo else 0.0) for p, x in zip(params, v, strict=True)]
         curves(norm, out_dir / name, f"{t}: each metric scaled to its range over the family",
-               "parameters", "share of the metric's range")
+               "parameters (log)", "share of the metric's range", logx=True)
         images.append(name)
     header = ["task", *[f"jump share: {SHORT[k]}" for k in METRICS], "EM looks emergent",
               "continuous smoother"]

@@ -33,6 +33,7 @@ from ..acquire.lora import LoraRecipe
 from ..acquire.pretrain import BaseRecipe
 from ..evaluate.family import fit_and_predict, measure
 from ..evaluate.passuntil import PassUntilConfig
+from ..evaluate.scaling import from_loglog
 from ..report.html import Section
 from ..report.plots import curves
 from ..run import ensure, get_executor
@@ -144,10 +145,15 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     series = {f"{t} PassUntil": list(zip(params, f["pass_rate"], strict=True)) for t, f in per_task.items()}
     series |= {f"{t} exact match": list(zip(params, f["exact_match"], strict=True))
                for t, f in per_task.items()}
+    for t, f in per_task.items():
+        if "fit" in f:
+            law = {"a": f["fit"]["a"], "b": f["fit"]["b"]}
+            series[f"{t} law (fitted without the largest)"] = [
+                (n, from_loglog(law["a"] + law["b"] * math.log(n))) for n in params]
     series = {k: v for k, v in series.items() if any(y > 0 for _, y in v)}   # log y: zeros not drawn
     image = "passuntil_scaling.png"
-    curves(series, out_dir / image, "pass rate against parameters (log y)", "parameters",
-           "pass rate", logy=True)
+    curves(series, out_dir / image, "pass rate against parameters", "parameters (log)",
+           "pass rate (log)", logy=True, logx=True)
     by_size = [[x["size"], f"{x['parameters']:,}",
                 *[f"{per_task[t]['pass_rate'][i]:.2e} / {per_task[t]['exact_match'][i]:.2f}"
                   for t in TASKS],
