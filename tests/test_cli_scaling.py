@@ -74,3 +74,19 @@ def _one_line(args, message, home, capsys, monkeypatch):
     assert e.value.code == 2 and captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
     assert message in captured.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--band", "x"], "--band takes LOW,HIGH"),
+    (["--band", "0.9,0.1"], "band must satisfy"),
+    (["--evaluator", "oracle"], "unknown evaluator"),
+    (["--tasks", "nope"], "unknown task"),
+    (["--start", "nope"], "no skill named"),
+])
+def test_practice_errors_one_line(args, message, home, capsys, monkeypatch):
+    _invoke(home, *FAMILY, "--json")
+    base = ["practice", "p", "--base", "f-8x1", "--rounds", "1"]
+    if "--tasks" not in args:
+        base += ["--tasks", "rev"]
+    _one_line([*base, *args], message, home, capsys, monkeypatch)

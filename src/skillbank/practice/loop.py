@@ -150,10 +150,38 @@ def _train(base: Base, recipe: PracticeRecipe, data: list[Example], start: Skill
     return model, log
 
 
+def stored_history(lib, name: str, base: Base, recipe: PracticeRecipe,
+                   start: Skill | None = None) -> list[dict] | None:
+    """The rounds of an earlier practice of ``name`` by exactly this recipe from this start,
+    if every round is stored; else None."""
+    from ..library import LibraryError
+    from ..skill import canonical_json
+
+    try:
+        rows = lib.versions(name)
+    except LibraryError:
+        return None
+    want = canonical_json({**recipe.as_dict(), "start": start.ref if start else None})
+    found = {}
+    for row in rows:
+        rec = dict(row.manifest.get("recipe") or {})
+        k = rec.pop("round", None)
+        if row.base == base.fingerprint and canonical_json(rec) == want:
+            found[k] = {**row.manifest["metrics"]["practice"],
+                        "stored": f"{name}@{row.manifest['version']}"}
+    if set(found) != set(range(1, recipe.rounds + 1)):
+        return None
+    return [found[k] for k in range(1, recipe.rounds + 1)]
+
+
 def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | None = None,
              ui=None, on_round: Callable[[dict], None] | None = None) -> list[dict]:
     """Run every round, storing each as the next version of ``name``; one dict per round
-    (its monitors, held-out accuracy and the stored ref, or ``stored: None``)."""
+    (its monitors, held-out accuracy and the stored ref, or ``stored: None``). A practice
+    already stored in full by the same recipe and start is returned, not run again."""
+    again = stored_history(lib, name, base, recipe, start)
+    if again is not None:
+        return again
     world = get_world(recipe.world, **recipe.world_args)
     for t in recipe.tasks:
         world.examples(t, 1, seed=0)   # an unknown task: one line before any work
