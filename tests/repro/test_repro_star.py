@@ -17,5 +17,6 @@ def test_star_quick(tmp_path):
     f = res["figures"]
     assert set(f["final_exact_match"]) == {*VARIANTS, "supervised", "start"}
     assert set(f["per_round"]) == set(VARIANTS) and len(f["runs"]) == 1
+    assert set(f["final_by_task"]) == set(f["tasks"])
     s = f["final_exact_match"]
     assert res["holds"] == (s["star"] is not None and s["star"] >= TARGET and s["star"] >= s["start"] + RISE)

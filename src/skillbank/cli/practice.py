@@ -60,12 +60,10 @@ def practice_cmd(
     def f(x):
         return "—" if x is None else f"{x:.3f}"
 
-    table(f"practice {name} ({recipe.evaluator} evaluator, K={samples})",
-          ["round", "tasks", "T", "pass@K", "pass rate", "accepted", "precision", "recall",
-           "balance", "held-out EM", "stored"],
-          [[r["round"], ",".join(r["tasks"]), r["temperature"], f(r["pass_at_k"]), f(r["pass_rate"]),
-            r["accepted"], f(r["precision"]), f(r["recall"]), f(r["balance"]),
-            f(r.get("held_out_mean")), r["stored"] or "nothing accepted: not stored"]
+    table(f"practice {name} ({recipe.evaluator} evaluator, K={samples}; --json for every monitor)",
+          ["round", "tasks", "T", "pass@K", "accepted", "precision", "held-out EM", "stored"],
+          [[r["round"], ",".join(r["tasks"]), f"{r['temperature']:g}", f(r["pass_at_k"]),
+            r["accepted"], f(r["precision"]), f(r.get("held_out_mean")), r["stored"] or "nothing"]
            for r in history])
     if history and history[-1]["stored"] is None:
         out.print(f"round {history[-1]['round']}: the evaluator accepted no attempt; {name} keeps "

@@ -136,6 +136,9 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
 
     summary = {v: mean([r[v] if v in ("supervised", "start") else final(r[v]) for r in runs])
                for v in (*VARIANTS, "supervised", "start")}
+    by_task = {t: {v: mean([r[v] if v in ("supervised", "start") else final(r[v])
+                            for r in runs if r["task"] == t])
+                   for v in (*VARIANTS, "supervised", "start")} for t in tasks}
     rounds = sizes.practice.rounds
     per_round = {v: {k: [mean([r[v][i].get(k) if i < len(r[v]) else None for r in runs])
                          for i in range(rounds)]
@@ -147,6 +150,7 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     holds = summary["star"] is not None and summary["star"] >= TARGET \
         and summary["star"] >= summary["start"] + RISE
     figures = {"tasks": list(tasks), "seeds": list(sizes.seeds), "final_exact_match": summary,
+               "final_by_task": by_task,
                "per_round": per_round, "runs": [{k: v for k, v in r.items()} for r in runs],
                "target": TARGET, "rise": RISE, "base": base.fingerprint}
     header = ["variant", "final held-out EM (mean)", *[f"round {i + 1}" for i in range(rounds)]]
@@ -168,7 +172,8 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
                     for v in VARIANTS]
     notes = (f"STaR {fmt(summary['star'])} from a start of {fmt(summary['start'])} (supervised "
              f"{fmt(summary['supervised'])}; B-STaR {fmt(summary['bstar'])}; learned evaluator "
-             f"{fmt(summary['learned'])}).")
+             f"{fmt(summary['learned'])}). By task: " + "; ".join(
+                 f"{t} {fmt(b['start'])} → {fmt(b['star'])}" for t, b in by_task.items()) + ".")
     if quick:
         notes += " Quick run: tiny sizes, figures not comparable with a full run."
     return Outcome(figures=figures, holds=holds, table=(header, rows), notes=notes, sections=[
