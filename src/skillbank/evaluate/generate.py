@@ -24,18 +24,32 @@ def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int,
-           batch_size: int = 256) -> list[list[int]]:
-    """Greedy decoding; each answer's token ids, stopped before the first ``</s>``."""
+def _generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
+              **decoding) -> list[list[int]]:
+    """Each answer's token ids, stopped before the first ``</s>``, decoded in batches."""
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     answers: list[list[int]] = []
     for i in range(0, len(prompts), batch_size):
         ids, mask = _left_pad([encode_prompt(tokenizer, p) for p in prompts[i: i + batch_size]], pad)
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=eos, pad_token_id=pad)
+                             eos_token_id=eos, pad_token_id=pad, **decoding)
         for row in out[:, ids.shape[1]:].tolist():
             answers.append(row[: row.index(eos)] if eos in row else row)
     return answers
+
+
+def greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int,
+           batch_size: int = 256) -> list[list[int]]:
+    """Greedy decoding; each answer's token ids, stopped before the first ``</s>``."""
+    return _generate(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False)
+
+
+def sampled(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float,
+            batch_size: int = 1024) -> list[list[int]]:
+    """One answer per prompt sampled at ``temperature`` from the full distribution (no top-k,
+    no top-p), from torch's global generator: seed it first for reproducible answers."""
+    return _generate(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=True,
+                     temperature=float(temperature), top_k=0, top_p=1.0)
 
 
 @torch.no_grad()

@@ -24,15 +24,20 @@ def eval_job(subject: str, base: Base, world: str, task: str, n: int, seed: int,
                     label or f"eval {subject} {task}")
 
 
-def _stored(lib: Library, spec: dict) -> dict | None:
-    base = lib.base(spec["base"])
-    want = canonical_json(result_spec(base, spec["n"], spec["seed"], spec.get("world_args")))
+def _stored_row(lib: Library, spec: dict, result_spec_: dict) -> dict | None:
+    """The stored result of ``spec``'s subject, world and task whose spec is ``result_spec_``."""
+    want = canonical_json(result_spec_)
     for r in lib.results(spec["subject"]):
         if r["world"] == spec["world"] and r["task"] == spec["task"] \
                 and canonical_json(r["spec"]) == want:
             return {"subject": spec["subject"], "task": spec["task"], "result_id": r["id"],
                     "new": False}
     return None
+
+
+def _stored(lib: Library, spec: dict) -> dict | None:
+    base = lib.base(spec["base"])
+    return _stored_row(lib, spec, result_spec(base, spec["n"], spec["seed"], spec.get("world_args")))
 
 
 def _run(worker, lib: Library, spec: dict) -> dict:
@@ -88,13 +93,7 @@ def passuntil_spec(base: Base, spec: dict) -> dict:
 
 
 def _pu_stored(lib: Library, spec: dict) -> dict | None:
-    want = canonical_json(passuntil_spec(lib.base(spec["base"]), spec))
-    for r in lib.results(spec["subject"]):
-        if r["world"] == spec["world"] and r["task"] == spec["task"] \
-                and canonical_json(r["spec"]) == want:
-            return {"subject": spec["subject"], "task": spec["task"], "result_id": r["id"],
-                    "new": False}
-    return None
+    return _stored_row(lib, spec, passuntil_spec(lib.base(spec["base"]), spec))
 
 
 def _pu_run(worker, lib: Library, spec: dict) -> dict:

@@ -134,16 +134,12 @@ def model_draw(model, tokenizer, world, examples: Sequence, cfg: PassUntilConfig
     grades each answer with ``world.grade``; round j is seeded by ``(cfg.seed, j)``."""
     import torch
 
-    from ..acquire.data import encode_prompt
-    from .generate import _left_pad
+    from .generate import sampled
 
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    prompts = [encode_prompt(tokenizer, e.prompt) for e in examples]
     verdicts: list[dict[tuple, bool]] = [{} for _ in examples]   # answer ids -> graded
     rounds = [0]
 
-    def grade(i: int, row: list[int]) -> bool:
-        answer = tuple(row[: row.index(eos)] if eos in row else row)
+    def grade(i: int, answer: tuple) -> bool:
         if answer not in verdicts[i]:
             text = tokenizer.decode(list(answer), skip_special_tokens=True)
             verdicts[i][answer] = bool(world.grade(examples[i], text))
@@ -154,15 +150,9 @@ def model_draw(model, tokenizer, world, examples: Sequence, cfg: PassUntilConfig
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, rounds[0]]).generate_state(1)[0]))
         rounds[0] += 1
         owners = [i for i, k in requests for _ in range(k)]
-        hits = np.zeros(len(owners), dtype=bool)
-        for lo in range(0, len(owners), cfg.rows):
-            chunk = owners[lo: lo + cfg.rows]
-            ids, mask = _left_pad([prompts[i] for i in chunk], pad)
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=True, temperature=float(cfg.temperature), top_k=0,
-                                 top_p=1.0, eos_token_id=eos, pad_token_id=pad)
-            for j, (i, row) in enumerate(zip(chunk, gen[:, ids.shape[1]:].tolist(), strict=True)):
-                hits[lo + j] = grade(i, row)
+        answers = sampled(model, tokenizer, [examples[i].prompt for i in owners], max_new_tokens,
+                          cfg.temperature, batch_size=cfg.rows)
+        hits = np.array([grade(i, tuple(a)) for i, a in zip(owners, answers, strict=True)], dtype=bool)
         out, at = [], 0
         for _, k in requests:
             out.append(hits[at: at + k])

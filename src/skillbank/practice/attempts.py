@@ -21,8 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..acquire.data import encode_prompt
-from ..evaluate.generate import _left_pad
+from ..evaluate.generate import sampled
 
 N_STAR = 8
 
@@ -35,18 +34,10 @@ def sample_answers(model, tokenizer, prompts: Sequence[str], k: int, temperature
         raise ValueError(f"the number of samples per input must be at least 1, got {k}")
     if not temperature > 0:
         raise ValueError(f"the temperature must be positive, got {temperature}")
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     rows = [p for p in prompts for _ in range(k)]
-    texts: list[str] = []
     torch.manual_seed(seed)
-    for lo in range(0, len(rows), batch_size):
-        ids, mask = _left_pad([encode_prompt(tokenizer, p) for p in rows[lo: lo + batch_size]], pad)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
-                             eos_token_id=eos, pad_token_id=pad)
-        for row in out[:, ids.shape[1]:].tolist():
-            texts.append(tokenizer.decode(row[: row.index(eos)] if eos in row else row,
-                                          skip_special_tokens=True))
+    texts = [tokenizer.decode(a, skip_special_tokens=True)
+             for a in sampled(model, tokenizer, rows, max_new_tokens, temperature, batch_size)]
     return [texts[i * k: (i + 1) * k] for i in range(len(prompts))]
 
 

@@ -102,7 +102,7 @@ class PracticeRecipe:
                 "band": list(self.band), "temperatures": list(self.temperatures)}
 
 
-def _seed(*parts: int) -> int:
+def seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
@@ -118,13 +118,13 @@ def propose(model, tokenizer, world, recipe: PracticeRecipe, round_: int) -> dic
     rates = {}
     for i, task in enumerate(candidates):
         try:
-            exs = world.examples(task, 16, seed=_seed(recipe.seed, round_, i, 7), split="train")
+            exs = world.examples(task, 16, seed=seed_of(recipe.seed, round_, i, 7), split="train")
         except ValueError:
             continue
         if not exs:
             continue
         answers = sample_answers(model, tokenizer, [e.prompt for e in exs], 4, recipe.temperature,
-                                 world.max_target_len(task) + 2, _seed(recipe.seed, round_, i))
+                                 world.max_target_len(task) + 2, seed_of(recipe.seed, round_, i))
         rates[task] = float(_graded(world, exs, answers).mean())
     lo, hi = recipe.band
     inside = {t: r for t, r in rates.items() if lo <= r <= hi}
@@ -136,8 +136,10 @@ def propose(model, tokenizer, world, recipe: PracticeRecipe, round_: int) -> dic
     return dict(sorted(inside.items(), key=lambda kv: (abs(kv[1] - mid), kv[0]))[: recipe.max_tasks])
 
 
-def _train(base: Base, recipe: PracticeRecipe, data: list[Example], start: Skill | None,
-           seed: int, progress=None):
+def train_on(base: Base, recipe: PracticeRecipe, data: list[Example], start: Skill | None,
+             seed: int, progress=None):
+    """A rank-``recipe.rank`` LoRA from ``start`` (or B = 0) trained on ``data`` for
+    ``recipe.steps`` steps; (model, training log)."""
     model = lora_model(base, recipe.rank, seed)
     params = {k: p for k, p in model.named_parameters() if p.requires_grad}
     if start is not None:
@@ -196,14 +198,14 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
         rates = propose(model, tok, world, recipe, r) if recipe.propose else None
         tasks = list(rates) if rates else list(recipe.tasks)
         per = max(1, recipe.inputs // len(tasks))
-        exs = [e for t in tasks for e in world.examples(t, per, seed=_seed(recipe.seed, r, 1), split="train")]
+        exs = [e for t in tasks for e in world.examples(t, per, seed=seed_of(recipe.seed, r, 1), split="train")]
         max_new = max(world.max_target_len(t) for t in tasks) + 2
         prompts = [e.prompt for e in exs]
         if recipe.evaluator == "learned" and evaluator is None:
             cal = [e for t in tasks for e in world.examples(
-                t, max(1, recipe.calibration // len(tasks)), seed=_seed(recipe.seed, 99), split="train")]
+                t, max(1, recipe.calibration // len(tasks)), seed=seed_of(recipe.seed, 99), split="train")]
             cal_answers = sample_answers(model, tok, [e.prompt for e in cal], recipe.samples,
-                                         recipe.temperature, max_new, _seed(recipe.seed, 98))
+                                         recipe.temperature, max_new, seed_of(recipe.seed, 98))
             evaluator = LearnedEvaluator(recipe.seed)
             evaluator.fit([e.prompt for e in cal for _ in range(recipe.samples)],
                           [a for row in cal_answers for a in row],
@@ -222,11 +224,11 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
             sub = exs[:PROBE_INPUTS]
             for i, temp in enumerate(recipe.temperatures):
                 ans = sample_answers(model, tok, [e.prompt for e in sub], recipe.samples, temp,
-                                     max_new, _seed(recipe.seed, r, 3, i))
+                                     max_new, seed_of(recipe.seed, r, 3, i))
                 probe[temp] = monitors(ans, *judge(sub, ans))["balance"]
             temperature = max(probe, key=lambda t: (probe[t], -t))
         answers = sample_answers(model, tok, prompts, recipe.samples, temperature, max_new,
-                                 _seed(recipe.seed, r, 2))
+                                 seed_of(recipe.seed, r, 2))
         correct, accepted = judge(exs, answers)
         row = {"round": r + 1, "tasks": tasks, "temperature": temperature, "samples": recipe.samples,
                **monitors(answers, correct, accepted), **({"proposed": rates} if rates else {}),
@@ -242,7 +244,7 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
         data = [Example(t, p, a) for t, p, a in keep]
         row["train_examples"] = len(data)
         with (ui.bar(f"{name} round {r + 1}", recipe.steps) if ui else _null()) as step:
-            trained, log = _train(base, recipe, data, start, _seed(recipe.seed, r, 4), step)
+            trained, log = train_on(base, recipe, data, start, seed_of(recipe.seed, r, 4), step)
         with torch.no_grad():
             held = {t: evaluate_model(trained, tok, world, t, recipe.n_eval, recipe.seed)["exact_match"]
                     for t in tasks}

@@ -32,13 +32,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..acquire.data import Sampler
-from ..acquire.loop import LoopConfig, train
-from ..acquire.lora import LoraRecipe, load_lora_init, train_lora
+from ..acquire.lora import LoraRecipe, train_lora
 from ..acquire.pretrain import BaseRecipe, ensure_base
-from ..acquire.select import lora_model
 from ..evaluate.suites import evaluate_model
-from ..practice.loop import PracticeRecipe, _seed, practise
+from ..practice.loop import PracticeRecipe, practise, seed_of, train_on
 from ..report.html import Section
 from ..report.plots import curves
 from ..worlds import get_world
@@ -80,13 +77,8 @@ def _variant(p: PracticeRecipe, variant: str) -> PracticeRecipe:
 def _supervised(base, p: PracticeRecipe, start, task: str, seed: int, world) -> float:
     """The start trained with labels on the inputs practice attempted, for the same steps."""
     exs = [e for r in range(p.rounds)
-           for e in world.examples(task, p.inputs, seed=_seed(seed, r, 1), split="train")]
-    model = lora_model(base, p.rank, seed)
-    params = {k: q for k, q in model.named_parameters() if q.requires_grad}
-    load_lora_init(params, start.tensors)
-    train(model, params, Sampler({task: exs}, p.batch_size, seed), base.load_tokenizer(),
-          LoopConfig(steps=p.steps * p.rounds, lr=p.lr, warmup=max(1, p.steps * p.rounds // 10)))
-    model.eval()
+           for e in world.examples(task, p.inputs, seed=seed_of(seed, r, 1), split="train")]
+    model, _ = train_on(base, replace(p, steps=p.steps * p.rounds), exs, start, seed)
     with torch.no_grad():
         return evaluate_model(model, base.load_tokenizer(), world, task, p.n_eval, seed)["exact_match"]
 
