@@ -232,3 +232,38 @@ def export_peft(skill: Skill, base: Base, path: str | Path, home: Path | None = 
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
     return path
+
+
+def export_chain(chain: Skill, members: list[Skill], base: Base, path: str | Path,
+                 home: Path | None = None) -> Path:
+    """Write a ``chain`` skill as a directory: ``chain.json`` (its manifest: members, steps,
+    world, recipe) and each LoRA member as a PEFT adapter under ``members/NAME@VERSION``.
+    Whole or not at all, as :func:`export_peft`."""
+    if chain.kind != "chain":
+        raise SkillError(f"skill {chain.ref} is a {chain.kind}, not a chain")
+    bad = [m.ref for m in members if m.kind != "lora"]
+    if bad:
+        raise SkillError(f"chain {chain.ref}: member(s) {', '.join(bad)} are not LoRA skills; "
+                         "only LoRA members export as PEFT adapters")
+    path = Path(path)
+    if path.is_symlink():
+        raise SkillError(f"{path}: is a symbolic link; export to a real directory")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
+    if home is not None and path.absolute().resolve().is_relative_to(home.absolute().resolve()):
+        raise SkillError(f"{path}: is inside the library home {home}; export somewhere else")
+    tmp = path.parent / f".skillbank-export-{os.getpid()}.chain.part"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "members").mkdir(parents=True)
+        for m in {m.ref: m for m in members}.values():
+            export_peft(m, base, tmp / "members" / m.ref, home=home)
+        (tmp / "chain.json").write_text(json.dumps(chain.manifest(), indent=2, sort_keys=True) + "\n")
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except (OSError, SkillError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
+    return path

@@ -8,6 +8,9 @@ Kinds and what their tensors hold (keys are module paths in the base model):
 - ``sparse`` ``{param}.indices`` (flat int64) and ``{param}.values``: ΔW with zeros elsewhere.
 - ``router`` the router's own parameters; its members are named in ``lineage`` and it is
              applied at run time, so it has no static delta.
+- ``chain``  no tensors: an ordered list of member refs and the step each is asked
+             (``config["members"]``, ``config["steps"]``), applied call by call at run
+             time (``evaluate.chain``); no static delta either.
 
 Extra tensors that are not a change of the base (a classification head, say) live under
 the ``head.`` prefix and are applied by the code that builds the task model.
@@ -27,7 +30,7 @@ import torch
 
 from . import __version__
 
-KINDS = ("lora", "delta", "sparse", "router")
+KINDS = ("lora", "delta", "sparse", "router", "chain")
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$", re.ASCII)
 
 

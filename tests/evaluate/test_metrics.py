@@ -253,9 +253,17 @@ def test_summarize_generation_seed_and_errors():
     with pytest.raises(ValueError):
         summarize_generation([])
     bad = [dict(recs[0])]
-    del bad[0]["target_logprobs"]
+    del bad[0]["pred_tokens"]
     with pytest.raises(KeyError):
         summarize_generation(bad)
+    mixed = [dict(r) for r in recs]
+    del mixed[1]["target_logprobs"]
+    with pytest.raises(KeyError):
+        summarize_generation(mixed)
+    no_lp = [{k: v for k, v in r.items() if k != "target_logprobs"} for r in recs]
+    plain = summarize_generation(no_lp, seed=1)
+    assert "mean_logprob" not in plain
+    assert plain["exact_match"] == summarize_generation(recs, seed=1)["exact_match"]
 
 
 def test_summarize_classification_values():

@@ -21,6 +21,8 @@ def commands(home: Path, model: Path, adapter: Path, out: Path) -> dict[str, lis
     and LoRA skill `a`; ``out`` is a writable directory outside the home."""
     sweep = out / "sweep.yaml"
     sweep.write_text("base: tiny\nworld: strings\ntrain:\n  - {name: s, task: rev, steps: 1}\n")
+    examples = out / "examples.jsonl"
+    examples.write_text('{"input": "abcd", "target": "dcba"}\n')
     return {
         "list": ["list"], "show": ["show", "a"], "versions": ["versions", "a"],
         "lineage": ["lineage", "a"], "verify": ["verify"], "base list": ["base", "list"],
@@ -32,6 +34,7 @@ def commands(home: Path, model: Path, adapter: Path, out: Path) -> dict[str, lis
         "base predict": ["base", "predict", "f", "--task", "rev", "--size", "32x2", "--cap", "2"],
         "practice": ["practice", "p", "--base", "tiny", "--tasks", "rev", "--rounds", "1",
                      "--steps", "1", "--inputs", "2", "--samples", "1", "--n", "2"],
+        "plan": ["plan", "pl", "--base", "tiny", "--examples", examples],
         "import": ["import", adapter, "--name", "i", "--base", "tiny"],
         "train": ["train", "t", "--base", "tiny", "--task", "rev", "--steps", "1"],
         "eval": ["eval", "a", "--tasks", "rev", "--n", "2"],

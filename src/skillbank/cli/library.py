@@ -59,12 +59,17 @@ def import_cmd(directory: Path,
 
 @app.command("export", rich_help_panel=PANEL)
 def export_cmd(ref: Annotated[str, typer.Argument(help="NAME[@VERSION|@ALIAS]")], directory: Path) -> None:
-    """Export a LoRA skill as a PEFT adapter directory with a model card."""
-    from ..peft_io import export_peft
+    """Export a LoRA skill as a PEFT adapter directory with a model card (a chain skill: its
+    manifest as chain.json and each member as an adapter under members/)."""
+    from ..peft_io import export_chain, export_peft
 
     library = lib()
     skill = library.get(ref)
-    export_peft(skill, library.base_of(skill), directory, home=library.home)
+    if skill.kind == "chain":
+        members = [library.get(r) for r in skill.config["members"]]
+        export_chain(skill, members, library.base_of(skill), directory, home=library.home)
+    else:
+        export_peft(skill, library.base_of(skill), directory, home=library.home)
     out.print(f"exported {skill.ref} to {directory}")
 
 

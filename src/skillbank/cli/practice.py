@@ -29,6 +29,7 @@ def practice_cmd(
         steps: Annotated[int, typer.Option(min=1, help="LoRA steps per round.")] = 100,
         band: Annotated[str, typer.Option(help="Proposer's learnable band of pass rates, LOW,HIGH.")] = "0.05,0.95",
         n: Annotated[int, typer.Option(min=1, help="Held-out inputs per task.")] = 200,
+        teacher: Annotated[str | None, typer.Option(help="A chain skill whose outputs are the attempts: distil it into one LoRA (tasks default to the chain's steps joined with '+').")] = None,
         seed: int = 0, as_json: JsonOpt = False) -> None:
     """Practise a skill without labels: attempt, keep what the evaluator accepts, train, repeat.
 
@@ -44,11 +45,19 @@ def practice_cmd(
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
         raise SkillError(f"--band takes LOW,HIGH (e.g. 0.05,0.95), got {band!r}") from None
+    library = lib(write=True)
+    chain = None
+    if teacher is not None:
+        chain = library.get(teacher)
+        if chain.kind != "chain":
+            raise SkillError(f"--teacher takes a chain skill; {chain.ref} is a {chain.kind}")
+        if tasks is None and not propose:
+            tasks = "+".join(chain.config["steps"])
     recipe = PracticeRecipe(world=world, tasks=tuple(csv_list(tasks)) if tasks else (),
                             propose=propose, band=(lo, hi), rounds=rounds, inputs=inputs,
                             samples=samples, temperature=temperature, balance=balance,
-                            evaluator=evaluator, steps=steps, n_eval=n, seed=seed)
-    library = lib(write=True)
+                            evaluator=evaluator, steps=steps, n_eval=n, seed=seed,
+                            teacher=chain.ref if chain else None)
     b = library.base(base)
     if b.kind != "causal":
         raise SkillError(f"practice samples answers from a generator; base {b.name} is {b.kind}")

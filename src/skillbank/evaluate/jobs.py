@@ -48,7 +48,7 @@ def _run(worker, lib: Library, spec: dict) -> dict:
     world = get_world(spec["world"], **world_args)
     model = tok = None
     if base.kind == "causal" and world.kind != "classification" \
-            and all(s.kind != "router" for s in skills):
+            and all(s.kind not in ("router", "chain") for s in skills):
         model, tok = worker.model(base, skills)  # the worker's cached base, skills applied
     metrics, rid = evaluate_cell(lib, base, subject, skills, spec["world"], world, task, n,
                                  seed, world_args, model, tok)
@@ -107,6 +107,8 @@ def _pu_run(worker, lib: Library, spec: dict) -> dict:
     if base.kind != "causal" or world.kind == "classification":
         raise SkillError("PassUntil samples answers from a generator; "
                          f"{base.name} on {spec['world']} is a classifier")
+    if any(s.kind == "chain" for s in skills):
+        raise SkillError(f"PassUntil samples one model; {subject} is a chain of calls")
     if all(s.kind != "router" for s in skills):
         model, tok = worker.model(base, skills)
     else:

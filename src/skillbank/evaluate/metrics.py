@@ -246,7 +246,7 @@ def bootstrap_stderr_fn(statistic: Callable[..., float], *arrays: Any, n_boot: i
 # ---------------------------------------------------------------------------- summaries
 
 
-_RECORD_KEYS = ("pred", "target", "pred_tokens", "target_tokens", "target_logprobs")
+_RECORD_KEYS = ("pred", "target", "pred_tokens", "target_tokens")
 
 
 def summarize_generation(records: Sequence[Mapping[str, Any]], seed: int = 0,
@@ -255,8 +255,9 @@ def summarize_generation(records: Sequence[Mapping[str, Any]], seed: int = 0,
 
     ``records`` are dicts as made by ``evaluate.generate.generation_records``:
     ``{"pred": str, "target": str, "pred_tokens": list, "target_tokens": list,
-    "target_logprobs": list[float]}``.  Returns ``n``, ``exact_match``, ``edit_distance``
-    (token Levenshtein), ``token_accuracy`` (per-token accuracy), ``mean_logprob`` (per-example
+    "target_logprobs": list[float]}`` (``target_logprobs`` may be left out of every record,
+    for a subject with no likelihood such as a chain; ``mean_logprob`` is then too).
+    Returns ``n``, ``exact_match``, ``edit_distance`` (token Levenshtein), ``token_accuracy`` (per-token accuracy), ``mean_logprob`` (per-example
     mean target log-prob, then averaged) and ``<metric>_stderr`` for each (bootstrap over
     examples, ``seed``).  Reporting the discontinuous and the continuous metrics together is
     the recommendation of Schaeffer et al. (2023).
@@ -273,8 +274,13 @@ def summarize_generation(records: Sequence[Mapping[str, Any]], seed: int = 0,
                           for r in records],
         "token_accuracy": [per_token_accuracy(r["pred_tokens"], r["target_tokens"])
                            for r in records],
-        "mean_logprob": [mean_logprob(r["target_logprobs"]) for r in records],
     }
+    with_lp = [i for i, r in enumerate(records) if "target_logprobs" in r]
+    if with_lp and len(with_lp) < len(records):
+        first = next(i for i, r in enumerate(records) if "target_logprobs" not in r)
+        raise KeyError(f"record {first} lacks ['target_logprobs'] that others have")
+    if with_lp:
+        per_example["mean_logprob"] = [mean_logprob(r["target_logprobs"]) for r in records]
     out: dict[str, float | int] = {"n": len(records)}
     for name, vals in per_example.items():
         out[name] = float(np.mean(vals))

@@ -31,6 +31,9 @@ def evaluate_model(model, tokenizer, world: World, task: str, n: int, seed: int)
 
 def load_subject(lib: Library, base: Base, skills: Sequence[Skill]):
     """The base with static skills merged in, or a routed model for a ``router`` skill."""
+    if any(s.kind == "chain" for s in skills):
+        raise SkillError("a chain skill is applied call by call; it is not a single model "
+                         "(evaluate it with `skillbank eval`)")
     routers = [s for s in skills if s.kind == "router"]
     if not routers:
         return base.load_model(list(skills))
@@ -71,6 +74,13 @@ def evaluate_cell(lib: Library, base: Base, subject: str, skills: Sequence[Skill
             return None, None
         predictor = "majority-class baseline" if skill is None else "skill head"
         spec = result_spec(base, n, seed, world_args, predictor=predictor)
+    elif skills and skills[0].kind == "chain":
+        from .chain import evaluate_chain, load_chain
+
+        if len(skills) > 1:
+            raise SkillError("a chain skill is evaluated on its own, not stacked with other skills")
+        metrics = evaluate_chain(load_chain(lib, base, skills[0], world), world, task, n, seed)
+        spec = result_spec(base, n, seed, world_args)
     else:
         model = model if model is not None else load_subject(lib, base, skills)
         tokenizer = tokenizer if tokenizer is not None else base.load_tokenizer()
@@ -93,7 +103,8 @@ def eval_matrix(lib: Library, base: Base, skills: Sequence[Skill], world_name: s
     tokenizer = base.load_tokenizer() if generator else None
     out: dict[str, dict[str, dict]] = {}
     for subject, applied in subjects:
-        model = load_subject(lib, base, applied) if generator else None
+        static = all(s.kind != "chain" for s in applied)
+        model = load_subject(lib, base, applied) if generator and static else None
         out[subject] = {}
         for task in tasks:
             out[subject][task], _ = evaluate_cell(lib, base, subject, applied, world_name, world,

@@ -26,6 +26,11 @@ as a hint) is left out — it reads the target.
 
 A round whose evaluator accepts nothing is reported and ends practice; the skill keeps its
 last version.
+
+With a ``teacher`` (a stored ``chain`` skill, docs/methods.md §15) the attempts come from the
+chain instead of the model — its members called one after another, each sampled at the
+round's temperature — and the accepted ones distil the chain into one LoRA that answers
+in one call. The tasks default to the chain's own composite name (``"rot+swap+dup"``).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class PracticeRecipe:
     n_eval: int = 200
     seed: int = 0
     world_args: dict = field(default_factory=dict)
+    teacher: str | None = None   # a chain skill's ref: it makes the attempts
 
     def __post_init__(self):
         for key in ("rounds", "inputs", "samples", "steps", "rank", "batch_size", "n_eval",
@@ -91,6 +97,8 @@ class PracticeRecipe:
             raise ValueError(f"the proposer's band must satisfy 0 ≤ low < high ≤ 1, got {self.band}")
         if not self.propose and not self.tasks:
             raise ValueError("give the tasks to practise, or let the proposer pick them")
+        if self.teacher is not None and self.propose:
+            raise ValueError("a teacher chain answers its own task; it does not take --propose")
         if not all(t > 0 for t in (self.temperature, *self.temperatures)):
             raise ValueError("temperatures must be positive")
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -98,8 +106,11 @@ class PracticeRecipe:
         object.__setattr__(self, "temperatures", tuple(self.temperatures))
 
     def as_dict(self) -> dict:
-        return {"method": "practice", **asdict(self), "tasks": list(self.tasks),
-                "band": list(self.band), "temperatures": list(self.temperatures)}
+        out = {"method": "practice", **asdict(self), "tasks": list(self.tasks),
+               "band": list(self.band), "temperatures": list(self.temperatures)}
+        if self.teacher is None:   # recipes from before teachers existed stay the same
+            del out["teacher"]
+        return out
 
 
 def seed_of(*parts: int) -> int:
@@ -176,11 +187,21 @@ def stored_history(lib, name: str, base: Base, recipe: PracticeRecipe,
     return [found[k] for k in range(1, recipe.rounds + 1)]
 
 
+def teacher_answers(runner, world, prompts, k: int, temperature: float, seed: int) -> list[list[str]]:
+    """``k`` answers per prompt from a chain (``evaluate.chain.ChainRunner``), each member
+    sampled at ``temperature``, seeded."""
+    rows = [world.input_of(p) for p in prompts for _ in range(k)]
+    torch.manual_seed(seed)
+    flat = runner(rows, temperature)
+    return [flat[i * k: (i + 1) * k] for i in range(len(prompts))]
+
+
 def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | None = None,
              ui=None, on_round: Callable[[dict], None] | None = None) -> list[dict]:
     """Run every round, storing each as the next version of ``name``; one dict per round
     (its monitors, held-out accuracy and the stored ref, or ``stored: None``). A practice
-    already stored in full by the same recipe and start is returned, not run again."""
+    already stored in full by the same recipe and start is returned, not run again.
+    ``recipe.teacher``, if set, names the chain skill that makes the attempts."""
     again = stored_history(lib, name, base, recipe, start)
     if again is not None:
         return again
@@ -191,6 +212,17 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
         raise SkillError(f"practice starts from a rank-{recipe.rank} LoRA skill; {start.ref} is "
                          f"{start.kind} (rank {start.config.get('r')})")
     tok = base.load_tokenizer()
+    teacher = None
+    if recipe.teacher is not None:
+        from ..evaluate.chain import load_chain
+
+        teacher = load_chain(lib, base, lib.get(recipe.teacher), world)
+
+    def attempt(model, prompts, k, temperature, max_new, seed):
+        if teacher is not None:
+            return teacher_answers(teacher, world, prompts, k, temperature, seed)
+        return sample_answers(model, tok, prompts, k, temperature, max_new, seed)
+
     current, evaluator, history = start, None, []
     for r in range(recipe.rounds):
         model = base.load_model([current] if current is not None else [])
@@ -204,8 +236,8 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
         if recipe.evaluator == "learned" and evaluator is None:
             cal = [e for t in tasks for e in world.examples(
                 t, max(1, recipe.calibration // len(tasks)), seed=seed_of(recipe.seed, 99), split="train")]
-            cal_answers = sample_answers(model, tok, [e.prompt for e in cal], recipe.samples,
-                                         recipe.temperature, max_new, seed_of(recipe.seed, 98))
+            cal_answers = attempt(model, [e.prompt for e in cal], recipe.samples,
+                                  recipe.temperature, max_new, seed_of(recipe.seed, 98))
             evaluator = LearnedEvaluator(recipe.seed)
             evaluator.fit([e.prompt for e in cal for _ in range(recipe.samples)],
                           [a for row in cal_answers for a in row],
@@ -223,12 +255,12 @@ def practise(lib, name: str, base: Base, recipe: PracticeRecipe, start: Skill | 
         if recipe.balance:
             sub = exs[:PROBE_INPUTS]
             for i, temp in enumerate(recipe.temperatures):
-                ans = sample_answers(model, tok, [e.prompt for e in sub], recipe.samples, temp,
-                                     max_new, seed_of(recipe.seed, r, 3, i))
+                ans = attempt(model, [e.prompt for e in sub], recipe.samples, temp, max_new,
+                              seed_of(recipe.seed, r, 3, i))
                 probe[temp] = monitors(ans, *judge(sub, ans))["balance"]
             temperature = max(probe, key=lambda t: (probe[t], -t))
-        answers = sample_answers(model, tok, prompts, recipe.samples, temperature, max_new,
-                                 seed_of(recipe.seed, r, 2))
+        answers = attempt(model, prompts, recipe.samples, temperature, max_new,
+                          seed_of(recipe.seed, r, 2))
         correct, accepted = judge(exs, answers)
         row = {"round": r + 1, "tasks": tasks, "temperature": temperature, "samples": recipe.samples,
                **monitors(answers, correct, accepted), **({"proposed": rates} if rates else {}),

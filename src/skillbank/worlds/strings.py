@@ -150,6 +150,14 @@ class StringsWorld(World):
         """The target of ``task`` on input ``s``."""
         return apply_chain(task, s, self.alphabet)
 
+    def prompt_for(self, task: str, s: str) -> str:
+        """The prompt that asks ``task`` of input ``s``: ``"task:s="``."""
+        return f"{task}:{s}="
+
+    def input_of(self, prompt: str) -> str:
+        """The input ``s`` of a prompt ``"task:s="``."""
+        return prompt.split(":", 1)[1][:-1]
+
     def max_target_len(self, task: str) -> int:
         return self.max_len * 2 ** parse_chain(task).count("dup")
 
@@ -176,7 +184,7 @@ class StringsWorld(World):
             target = self.apply(task, s)
             if not target or (target == s and not allow_identity):
                 return None
-            return s, Example(task, f"{task}:{s}=", target)
+            return s, Example(task, self.prompt_for(task, s), target)
 
         rng = make_rng(self.name, task, seed, split)
         return rejection_sample(rng, draw, n, split, f"strings task {task!r}")

@@ -1,0 +1,1 @@
+"""Plans over library skills: beam search by usefulness × affordance, stored as chains."""
