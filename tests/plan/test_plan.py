@@ -219,3 +219,7 @@ def test_plan_cli_stores_a_chain_and_refuses_in_one_line(library, tmp_path, caps
         _one_line(lib.home, ["plan", "q", "--base", base.name, *args], message, capsys, monkeypatch)
     _one_line(lib.home, ["practice", "z", "--base", base.name, "--teacher", "s-rot", "--rounds", 1],
               "takes a chain skill", capsys, monkeypatch)
+    _one_line(lib.home, ["eval", "p", "--tasks", "rot", "--metric", "pass-until"], "is a chain of calls",
+              capsys, monkeypatch)
+    _one_line(lib.home, ["localize", "p", "--steps", 1], "no weights of its own", capsys, monkeypatch)
+    _one_line(lib.home, ["compose", "m", "--from", "p,s-rot"], "not as ΔW", capsys, monkeypatch)

@@ -222,6 +222,10 @@ def _pass_until(ui, library, base, loaded, world, world_args, tasks, n, seed, ca
     cfg = PassUntilConfig(cap=cap, passes=passes, temperature=temperature, seed=seed)
     if base.kind != "causal":
         raise SkillError(f"pass-until samples answers; base {base.name} is a classifier ({base.kind})")
+    chains = [s.ref for s in loaded if s.kind == "chain"]
+    if chains:
+        raise SkillError(f"pass-until samples one model; {', '.join(chains)} is a chain of calls; "
+                         "use --metric greedy")
     subjects = [f"base:{base.name}", *(s.ref for s in loaded)]
     with ui.jobs("pass-until", len(subjects) * len(tasks)) as progress, ex_ctx as ex:
         matrix = passuntil_matrix_on(ex, library, base, subjects, world, tasks, n, cfg,

@@ -59,6 +59,9 @@ def localize_cmd(
         raise SkillError("--name names one graft; with several sparsities the grafts are "
                          "named NAME-graft-SPARSITY")
     src = library.get(skill)
+    from ..localize.ops import check_localizable
+
+    check_localizable(src)   # one line before any job runs
     fields = {"steps": steps, "lr": lr, "b": b, "budget": budget,
               "rebase_every": rebase_every, "n_train": n_train, "n_val": n_val, "seed": seed}
     fields |= {k: v for k, v in (("world", world), ("task", task)) if v is not None}

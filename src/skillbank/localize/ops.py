@@ -255,11 +255,19 @@ def _gains(m: dict, base: dict, full: dict) -> dict[str, float | None]:
                                                 full["mean_logprob"])}
 
 
+def check_localizable(skill: Skill) -> None:
+    """SkillError for a skill that acts per input (a router, a chain): no weights to localize."""
+    if skill.kind in ("router", "chain"):
+        raise SkillError(f"skill {skill.ref} is a {skill.kind}: it acts per input, so it has no "
+                         "weights of its own to localize")
+
+
 def resolved(base: Base, skill: Skill, recipe: GraftRecipe) -> tuple[GraftRecipe, Any]:
     """``recipe`` checked, with the skill's world, task and data filled in where it names
     none, and that world built; one line if the skill records none or is on another base."""
     recipe.check()
     check_base(skill, base)
+    check_localizable(skill)
     world_name = recipe.world or skill.recipe.get("world")
     task = recipe.task or skill.recipe.get("task")
     world_args = recipe.world_args or skill.recipe.get("world_args") or {}

@@ -2,36 +2,41 @@
 
 Ahn et al. (2022) chain a robot's skills by usefulness (a language model: does this skill
 help the instruction next?) × affordance (a value function: can it succeed from here?);
-docs/methods.md §15. Here the library is the demo's six strings skills (rot, shift, dedup,
-drop, swap, dup; one rank-8 LoRA each on ``strings-mini``) and a "new task" is a chain of
-k = 3 or 4 distinct primitives given only as ``EXAMPLES`` input/target pairs (train split,
-no task name). ``plan.planner`` searches (depth 4, beam 4) with three scores:
+docs/methods.md §15. Here a "new task" is a chain of k = 3 or 4 distinct strings primitives
+given only as 8 input/target pairs (train split, no task name), and
+``plan.planner`` searches (depth 4, beam 4) with three scores:
 
 - **usefulness × affordance**: a classifier of the next step from (current, target), trained
-  on chains of k ≤ 2 the world generates, times the skill's own mean token log-probability;
-- **usefulness alone** and **affordance alone**;
+  on chains of k ≤ 2 the world generates, times the skill's calibrated success probability;
+- **usefulness alone** and **affordance alone**.
 
-against **named call-by-call** (the task's true steps, each by its skill: the ceiling of any
-plan) and the **k ≤ 2 LoRA** (``strings-chains-k2``, the Skill-Mix reproduction's: one
-LoRA trained on the primitives and their pairs, answering the chain's prompt in one call).
-A task is *solved* when its plan computes the task's function on every held-out input
-(checked with the world's exact ``apply``); every subject's greedy exact match is measured
-on ``N_EVAL`` held-out inputs. ``TASKS_PER_K`` tasks per k for each of 3 seeds (the seed
-draws the tasks, their examples and the usefulness model).
+Two libraries. ``library``: the demo's six skills (rot, shift, dedup, drop, swap, dup; one
+rank-8 LoRA each on ``strings-mini``, 300 steps) — every skill works on every string, so
+there is nothing for affordance to ground. ``twins``: those six and a twin of each trained
+for ``TWIN_STEPS`` steps (held-out exact match 0.01–1.0), in an order shuffled by the seed
+— a pile of adapters with unreliable versions, which usefulness cannot tell apart (same
+step) and affordance can: the setting where SayCan's claim lives.
 
-**Distillation** (first seed): for each k, the first solved task's plan is stored as a
+Baselines: **named call-by-call** (the task's true steps, each by its demo skill) and the
+**k ≤ 2 LoRA** (``strings-chains-k2``, the Skill-Mix reproduction's: one LoRA trained on the
+primitives and their pairs, answering the chain's prompt in one call). Every subject's
+greedy exact match is measured on 100 held-out inputs; a plan is *correct* when it
+computes the task's function on every one of them (the world's exact ``apply``).
+6 tasks per k for each of 3 seeds (the seed draws the tasks, their examples,
+the usefulness and affordance models and the twins' order).
+
+**Distillation** (first seed, ``library``): for each k, the first correct plan is stored as a
 ``chain`` skill and distilled by ``practice`` with the chain as teacher (one round, 256
-train inputs × 2 attempts at T = 0.3, graded, 400 LoRA steps) into one LoRA answering the
-plan's composite prompt in one call.
+train inputs × 2 attempts at T = 0.3, graded, 400 LoRA steps) into one LoRA that answers
+the plan's composite prompt in one call; both are scored on the same held-out inputs.
 
-Rule: ``holds`` iff (a) usefulness × affordance solves at least as many tasks as each score
-alone at k = 3 and at k = 4, and more than each over both; (b) its plans' exact match is above
-the k ≤ 2 LoRA's at k = 3 and at k = 4; (c) every distilled LoRA is within 0.05 exact match
-of its chain.
+Rule: ``holds`` iff (a) in ``twins``, usefulness × affordance's exact match is above each
+score alone at k = 3 and at k = 4; (b) in ``library``, its exact match is above the k ≤ 2
+LoRA's at k = 3 and at k = 4; (c) every distilled LoRA is within 0.05 of its chain.
 
-Run: ``skillbank repro saycan`` re-uses the demo skills and the k ≤ 2 LoRA when stored
-(otherwise trains them: the LoRA takes 2–8 minutes on 2 cores); ``--quick`` takes seconds
-and its figures mean nothing.
+Run: ``skillbank repro saycan`` re-uses the demo skills, twins and the k ≤ 2 LoRA when
+stored (otherwise trains them: the LoRA takes 2–8 minutes on 2 cores); ``--quick`` takes
+seconds and its figures mean nothing.
 """
 
 from __future__ import annotations
