@@ -223,3 +223,6 @@ def test_plan_cli_stores_a_chain_and_refuses_in_one_line(library, tmp_path, caps
               capsys, monkeypatch)
     _one_line(lib.home, ["localize", "p", "--steps", 1], "no weights of its own", capsys, monkeypatch)
     _one_line(lib.home, ["compose", "m", "--from", "p,s-rot"], "not as ΔW", capsys, monkeypatch)
+    gone = got["members"][0]
+    assert _cli(lib.home, "rm", gone).exit_code == 0     # a member removed: the chain says so
+    _one_line(lib.home, ["eval", "p", "--tasks", "rot", "--n", 2], gone.split("@")[0], capsys, monkeypatch)

@@ -181,8 +181,10 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
     if base is None and not loaded:
         raise SkillError("give at least one skill or --base")
     b = library.base(base) if base else library.base_of(loaded[0])
-    for s in loaded:   # a skill made on another base: one line before any job runs
+    for s in loaded:   # a skill made on another base, or a lost member: one line before any job runs
         check_base(s, b)
+        for ref in s.config.get("members", []) if s.kind in ("router", "chain") else []:
+            library.get(ref)
     task_list = csv_list(tasks) if tasks else sorted(
         {t for s in loaded for t in (s.heads() or [s.recipe.get("task")]) if isinstance(t, str)})
     if not task_list:

@@ -12,7 +12,7 @@ examples, nothing is stored (docs/methods.md §15).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -98,6 +98,7 @@ class SkillSteps:
     def __init__(self, base: Base, skills: Sequence[Skill], world):
         self.world, self.tok = world, base.load_tokenizer()
         self.steps = [s.recipe.get("task") for s in skills]
+        self.refs = [s.ref for s in skills]
         self.models = [base.load_model([s]) for s in skills]
         for m in self.models:
             m.eval()
@@ -162,6 +163,8 @@ def plan(base: Base, skills: Sequence[Skill], examples: Sequence[tuple[str, str]
     check_examples(world, examples)
     check_planning_skills(base, skills, world)
     runner = runner or SkillSteps(base, skills, world)
+    if runner.refs != [s.ref for s in skills]:
+        raise ValueError("the runner given to plan() was built over other skills")
     use = usefulness_for(recipe, runner.steps) if WEIGHTS[recipe.score][0] else None
     if WEIGHTS[recipe.score][1]:
         step = runner.step(recipe.affordance_examples, recipe.seed)
@@ -170,7 +173,7 @@ def plan(base: Base, skills: Sequence[Skill], examples: Sequence[tuple[str, str]
             outs, _ = runner.answer(i, inputs)
             return outs, [0.0] * len(outs)
     top, kept, calls = beam_search(len(skills), [x for x, _ in examples], [y for _, y in examples],
-                               step, use, recipe.depth, recipe.beam, recipe.score)
+                                   step, use, recipe.depth, recipe.beam, recipe.score)
     found = {"steps": [runner.steps[i] for i in top.plan], "members": [skills[i].ref for i in top.plan],
              "fit": top.fit, "score": top.score, "calls": calls,
              "candidates": len(kept), "examples": len(examples)}
@@ -182,15 +185,12 @@ def plan(base: Base, skills: Sequence[Skill], examples: Sequence[tuple[str, str]
 
 
 def make_chain(lib, name: str, base: Base, skills: Sequence[Skill], examples: Sequence[tuple[str, str]],
-               recipe: PlanRecipe, runner: SkillSteps | None = None,
-               on_found: Callable[[dict], None] | None = None) -> tuple[Skill, dict]:
+               recipe: PlanRecipe, runner: SkillSteps | None = None) -> tuple[Skill, dict]:
     """Plan, then store the plan as the chain skill ``name``: (stored skill, plan)."""
     from ..skill import check_name
 
     check_name(name, "skill name")
     found = plan(base, skills, examples, recipe, runner)
-    if on_found:
-        on_found(found)
     by_ref = {s.ref: s for s in skills}
     skill = chain_skill(name, base, [by_ref[r] for r in found["members"]], found["steps"], recipe.world,
                         recipe={**recipe.as_dict(), "examples": [list(e) for e in examples],
