@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
     || echo "chromium could not be installed: browser tests will be skipped"
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one per core: the tests run one torch thread each (tests/conftest.py).
+exec .venv/bin/python -m pytest -n 2 "$@"
