@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from skillbank.cli import app
 from skillbank.evaluate import chain as chain_mod
+from skillbank.evaluate.suites import load_subject
 from skillbank.plan import planner
 from skillbank.plan.affordance import Affordance, calibration_inputs
 from skillbank.plan.usefulness import UsefulnessModel, features
@@ -81,8 +82,7 @@ def test_a_chain_is_stored_evaluated_and_distilled(library, tmp_path):
     with pytest.raises(SkillError, match="applied per input"):
         chain.delta()
     with pytest.raises(SkillError, match="call by call"):
-        base.load_model([chain]) if False else __import__(
-            "skillbank.evaluate.suites", fromlist=["load_subject"]).load_subject(lib, base, [chain])
+        load_subject(lib, base, [chain])
     # through the CLI: the eval matrix, and practice distilling the chain into one LoRA
     home = lib.home
     r = CliRunner().invoke(app, ["--home", str(home), "eval", "c", "--tasks", "+".join(found["steps"]),

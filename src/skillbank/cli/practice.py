@@ -33,7 +33,8 @@ def practice_cmd(
         seed: int = 0, as_json: JsonOpt = False) -> None:
     """Practise a skill without labels: attempt, keep what the evaluator accepts, train, repeat.
 
-    No target is ever trained on: only the model's own attempts that the evaluator accepts.
+    No target is ever trained on: only the attempts the evaluator accepts — the model's own,
+    or with --teacher a chain skill's, which distils the chain into one call.
     `skillbank versions NAME` is then the practice history."""
     from ..practice.loop import PracticeRecipe, practise
     from ..skill import check_name
