@@ -116,6 +116,7 @@ def test_examples_no_plan_explains_store_nothing(library):
     ([("ab1", "ba")], "not in the world's alphabet"),
     ([("", "a")], "non-empty"),
     ([("abcdefghabcdefgh", "a")], "longer than"),
+    ([("abcd", "a" * 129)], "target longer than 4 steps"),
 ])
 def test_bad_examples_are_refused(library, pairs, match):
     _, base, skills = library
@@ -209,6 +210,7 @@ def test_plan_cli_stores_a_chain_and_refuses_in_one_line(library, tmp_path, caps
         (["--examples", not_json], "line 1"),
         (["--examples", no_cols], "input"),
         (["--examples", huge], "KiB"),
+        (["--examples", tmp_path / "ex.jsonl.gz"], ".jsonl or .csv"),
         (["--examples", ex, "--score", "magic"], "unknown plan score"),
         (["--examples", ex, "--depth", 0], "depth"),
         (["--examples", ex, "--skills", "nope"], "nope"),

@@ -18,6 +18,8 @@ def read_examples(path: Path) -> list[tuple[str, str]]:
     """(input, target) pairs from a .jsonl or .csv file with ``input`` and ``target`` columns."""
     from ..worlds.files import read_records
 
+    if path.suffix not in (".jsonl", ".csv"):
+        raise SkillError(f"{path}: examples are a .jsonl or .csv file")
     if path.is_file() and path.stat().st_size > MAX_EXAMPLES_BYTES:
         raise SkillError(f"{path}: more than {MAX_EXAMPLES_BYTES // 2**10} KiB; a plan needs a few examples")
     try:

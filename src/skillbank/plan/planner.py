@@ -73,8 +73,10 @@ def usefulness_for(recipe: PlanRecipe, steps: Sequence[str]) -> UsefulnessModel:
                        recipe.usefulness_depth, recipe.usefulness_examples, recipe.seed)
 
 
-def check_examples(world, examples: Sequence[tuple[str, str]]) -> None:
-    """SkillError unless every example is an (input, target) pair of the world's letters."""
+def check_examples(world, examples: Sequence[tuple[str, str]], depth: int = MAX_DEPTH) -> None:
+    """SkillError unless every example is an (input, target) pair of the world's letters,
+    the input no longer than the world's inputs and the target no longer than ``depth`` steps
+    can make (each may double the length)."""
     if not examples:
         raise SkillError("no examples to plan from")
     if len(examples) > MAX_EXAMPLES:
@@ -88,6 +90,9 @@ def check_examples(world, examples: Sequence[tuple[str, str]]) -> None:
             raise SkillError(f"example {i}: {''.join(bad)!r} not in the world's alphabet {world.alphabet!r}")
         if len(x) > world.max_len:
             raise SkillError(f"example {i}: input longer than the world's {world.max_len} letters")
+        if len(y) > world.max_len * 2 ** depth:
+            raise SkillError(f"example {i}: target longer than {depth} steps can make from "
+                             f"{world.max_len} letters")
 
 
 class SkillSteps:
@@ -160,7 +165,7 @@ def plan(base: Base, skills: Sequence[Skill], examples: Sequence[tuple[str, str]
         raise SkillError(f"plans chain generators; base {base.name} is {base.kind}")
     world = get_world(recipe.world, **recipe.world_args)
     check_chain_world(world)
-    check_examples(world, examples)
+    check_examples(world, examples, recipe.depth)
     check_planning_skills(base, skills, world)
     runner = runner or SkillSteps(base, skills, world)
     if runner.refs != [s.ref for s in skills]:
