@@ -44,3 +44,8 @@ def always_fails(worker, lib, spec: dict) -> dict:
 
 def echo(worker, lib, spec: dict) -> dict:
     return {"pid": os.getpid(), "value": spec["value"]}
+
+
+def crash_always(worker, lib, spec: dict) -> dict:
+    """Kill this worker's process every time."""
+    os._exit(1)

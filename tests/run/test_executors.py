@@ -120,6 +120,21 @@ def test_local_pool_retries_a_dead_process(tmp_path, model_dir):
     assert results[2].error == "RuntimeError: job 2 always fails"
 
 
+def test_a_death_beside_other_jobs_costs_none_of_them_an_attempt(tmp_path, model_dir):
+    """A broken pool fails every job running on it; each re-runs alone, where only the job
+    that kills its process is charged (twice, then failed) and the others finish."""
+    home = make_home(tmp_path / "home", model_dir)
+    jobs = [Job("run_helpers:crash_always", {}, "killer"),
+            Job("run_helpers:always_fails", {"value": 2}, "fails"),
+            Job("run_helpers:echo", {"value": 3}, "b"), Job("run_helpers:echo", {"value": 4}, "c")]
+    with get_executor("local", workers=2) as ex:
+        results = ex.run(home, jobs)
+    assert [r.status for r in results] == ["failed", "failed", "done", "done"]
+    assert results[0].error == "worker process died while running the job"
+    assert results[1].error == "RuntimeError: job 2 always fails"
+    assert results[0].attempts in (2, 3)   # 3 if its first death had a neighbour (spared)
+
+
 def test_in_process_retries_once_then_reports(tmp_path, model_dir):
     home = make_home(tmp_path / "home", model_dir)
     jobs = [Job("run_helpers:always_fails", {"value": 7}, "fails"),

@@ -145,6 +145,7 @@ class Attempts:
     def __init__(self, jobs: list[Job], on_result: OnResult):
         self.jobs, self.on_result = jobs, on_result
         self.tries = [0] * len(jobs)
+        self.spared = [0] * len(jobs)   # runs that ended through no fault the job was shown to have
         self.results: list[JobResult | None] = [None] * len(jobs)
         self.queue = list(range(len(jobs)))[::-1]  # pop() takes the next job in order
 
@@ -157,8 +158,13 @@ class Attempts:
         self.results[i] = JobResult(self.jobs[i], "done", result, None, self.tries[i])
         self.on_result(self.results[i])
 
+    def spare(self, i: int) -> None:
+        """Run job ``i`` again without counting the run that just ended against it."""
+        self.spared[i] += 1
+        self.queue.append(i)
+
     def failed(self, i: int, error: str) -> None:
-        if self.tries[i] >= MAX_ATTEMPTS:
+        if self.tries[i] - self.spared[i] >= MAX_ATTEMPTS:
             self.results[i] = JobResult(self.jobs[i], "failed", None, error, self.tries[i])
             self.on_result(self.results[i])
         else:

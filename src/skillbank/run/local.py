@@ -3,14 +3,17 @@
 In-process, one :class:`~skillbank.run.worker.Worker` lives as long as the executor, so
 loaded bases are reused across jobs and sweeps. With ``workers > 1`` each of N spawned
 processes holds its own Worker and runs one job at a time; a process that dies (killed,
-out of memory) breaks the pool, which is rebuilt, and the jobs that were running on it
-are retried once. In-process there is no one left to retry when the process dies: that
-is what the pool and the Ray executor are for.
+out of memory) breaks the pool, which is rebuilt. A broken pool fails every job running on
+it, and it cannot say which one killed it: so a death beside other jobs costs none of them
+an attempt; each is re-run alone, where a death is its own (and counts: retried once). In-
+process there is no one left to retry when the process dies: that is what the pool and the
+Ray executor are for.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -70,10 +73,15 @@ class LocalExecutor(Executor):
                     state.failed(i, one_line(e))
             return state.finished()
         running: dict[Future, tuple[int, ProcessPoolExecutor]] = {}
+        alone: set[int] = set()   # jobs that were running when a pool died: next time, run alone
+        crowd: dict[ProcessPoolExecutor, int] = {}   # jobs running on a pool when it broke
         while state.queue or running:
             if self.pool is None:
                 self.pool = self._new_pool()
             while state.queue and len(running) < self.workers:
+                suspect = state.queue[-1] in alone or any(j in alone for j, _ in running.values())
+                if running and suspect:
+                    break   # a suspect runs with nothing beside it
                 i = state.next()
                 spec = job_spec(jobs[i], home, probe)
                 try:
@@ -84,12 +92,18 @@ class LocalExecutor(Executor):
                     self._drop_pool()
                     break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            sharing = Counter(p for _, p in running.values())   # jobs on each pool now
             for fut in finished:
                 i, pool = running.pop(fut)
                 try:
                     state.done(i, fut.result())
                 except BrokenProcessPool:
-                    state.failed(i, "worker process died while running the job")
+                    crowd.setdefault(pool, sharing[pool])   # counted at its first failure
+                    if crowd[pool] > 1 and i not in alone:   # maybe not the one that died
+                        state.spare(i)
+                        alone.add(i)
+                    else:
+                        state.failed(i, "worker process died while running the job")
                     if pool is self.pool:
                         self._drop_pool()
                 except Exception as e:  # noqa: BLE001 - reported per job, the sweep goes on
