@@ -52,11 +52,10 @@ import numpy as np
 import torch
 
 from ..acquire.jobs import train_job
-from ..acquire.lora import LoraRecipe
 from ..acquire.pretrain import BaseRecipe
 from ..evaluate.chain import ChainRunner, evaluate_chain, load_chain
 from ..evaluate.generate import greedy
-from ..evaluate.skillmix import all_chains, hold_out_pairs, sample_chains
+from ..evaluate.skillmix import sample_chains
 from ..plan.planner import PlanRecipe, SkillSteps, make_chain, plan
 from ..practice.loop import PracticeRecipe, practise
 from ..report.html import Section
@@ -65,7 +64,7 @@ from ..run import ensure, get_executor
 from ..standard import DemoConfig, demo_skills
 from ..worlds import get_world
 from . import Outcome
-from .skillmix import CHAIN_SKILL, HELD_OUT_FRACTION
+from .skillmix import ensure_chain_lora
 
 PAPER = "Ahn et al. 2022, Do As I Can, Not As I Say: Grounding Language in Robotic Affordances (SayCan)"
 CLAIM = ("usefulness × affordance plans solve more composite tasks than either alone, beat a "
@@ -209,13 +208,8 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     base, skills = demo_skills(lib, demo, ui)
     twins = _library(lib, base, demo, skills, ui, quick)
     prims = list(demo.tasks)
-    held = hold_out_pairs(prims, HELD_OUT_FRACTION, 0)
-    train_tasks = prims + ["+".join(c) for c in all_chains(prims, 2) if c not in held]
-    recipe = LoraRecipe(world=demo.base.world, task=",".join(train_tasks), alpha=2 * sz.chain_lora["rank"],
-                        seed=0, **sz.chain_lora)
-    with ui.jobs(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as progress, get_executor() as ex:
-        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)], progress, what="training")
-    k2 = base.load_model([lib.get(done.result["ref"])])
+    chain_lora, *_ = ensure_chain_lora(lib, base, demo.base.world, prims, sz.chain_lora, 0, ui)
+    k2 = base.load_model([chain_lora])
     tok = base.load_tokenizer()
     seeds = SEEDS[:1] if quick else tuple(seed + s for s in SEEDS)
     index = {s.recipe["task"]: i for i, s in enumerate(skills)}
@@ -260,7 +254,7 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
 
     figures = {"by_k": _summary(rows), "tasks": rows, "distil": distil, "seeds": list(seeds),
                "plan_recipe": sz.plan.as_dict(), "examples": sz.examples, "n_eval": sz.n_eval,
-               "twin_steps": 1 if quick else TWIN_STEPS, "chain_skill": done.result["ref"],
+               "twin_steps": 1 if quick else TWIN_STEPS, "chain_skill": chain_lora.ref,
                "holds_rule": {"distil_margin": DISTIL_MARGIN}}
     holds = holds_rule(figures)
     header, table, sections = _report(figures, out_dir, seeds, sz)

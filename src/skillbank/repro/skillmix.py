@@ -90,6 +90,20 @@ def _configs(seed: int, quick: bool):
     return DemoConfig(seed=seed), dict(steps=1500, rank=16, pool=2000, batch_size=64), 100, "large"
 
 
+def ensure_chain_lora(lib: Library, base, world: str, prims: list[str], hp: dict, seed: int, ui):
+    """The k ≤ 2 chain LoRA: trained on the primitives and the ordered pairs not held out
+    (a seeded 20%), found by recipe or trained now as a ``train`` job; ``(skill, held-out
+    pairs, training tasks, recipe)``."""
+    held = hold_out_pairs(prims, HELD_OUT_FRACTION, seed)
+    train_tasks = prims + ["+".join(c) for c in all_chains(prims, 2) if c not in held]
+    recipe = LoraRecipe(world=world, task=",".join(train_tasks), alpha=2 * hp["rank"], seed=seed, **hp)
+    with ui.jobs(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as progress, \
+            get_executor() as ex:  # found by recipe, or trained here as a ``train`` job
+        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)], progress,
+                         what="training")
+    return lib.get(done.result["ref"]), held, train_tasks, recipe
+
+
 def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> Outcome:
     torch.set_num_threads(1)
     demo, chain_hp, n, large_size = _configs(seed, quick)
@@ -97,16 +111,8 @@ def run(lib: Library, ui, out_dir: Path, seed: int = 0, quick: bool = False) -> 
     world = get_world(world_name)
     base, skills = demo_skills(lib, demo, ui)
     prims = list(demo.tasks)
-    held = hold_out_pairs(prims, HELD_OUT_FRACTION, seed)
-    train_tasks = prims + ["+".join(c) for c in all_chains(prims, 2) if c not in held]
-
-    recipe = LoraRecipe(world=world_name, task=",".join(train_tasks), alpha=2 * chain_hp["rank"],
-                        seed=seed, **chain_hp)
-    with ui.jobs(f"skill {CHAIN_SKILL} ({len(train_tasks)} tasks)", 1) as progress, \
-            get_executor() as ex:  # found by recipe, or trained here as a ``train`` job
-        (done,) = ensure(ex, lib, [train_job(CHAIN_SKILL, base, recipe)], progress,
-                         what="training")
-    chain_skill = lib.get(done.result["ref"])
+    chain_skill, held, train_tasks, recipe = ensure_chain_lora(lib, base, world_name, prims,
+                                                             chain_hp, seed, ui)
     tok = base.load_tokenizer()
     one_shot = {"base": OneShot(base.load_model(), tok),
                 "trained_k2": OneShot(base.load_model([chain_skill]), tok)}
