@@ -193,6 +193,34 @@ Everything needed to make this skill again:
 """
 
 
+def _check_destination(path: Path, home: Path | None) -> None:
+    """SkillError unless ``path`` is a new or empty real directory outside ``home``."""
+    if path.is_symlink():
+        raise SkillError(f"{path}: is a symbolic link; export to a real directory")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
+    if home is not None and path.absolute().resolve().is_relative_to(home.absolute().resolve()):
+        raise SkillError(f"{path}: is inside the library home {home}; export somewhere else")
+
+
+def _write_whole(path: Path, tag: str, fill) -> Path:
+    """``fill(tmp)`` writes a directory beside ``path``, which then replaces ``path``: whole
+    or not at all (a failed write — a full disk, no permission — removes what it wrote)."""
+    tmp = path.parent / f".skillbank-export-{os.getpid()}{tag}.part"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        fill(tmp)
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except (OSError, SafetensorError, SkillError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
+    return path
+
+
 def export_peft(skill: Skill, base: Base, path: str | Path, home: Path | None = None) -> Path:
     """Write ``skill`` as a PEFT LoRA adapter directory (which must not exist or be empty,
     and not lie inside the library ``home``, whose directories are the library's own). The
@@ -201,12 +229,7 @@ def export_peft(skill: Skill, base: Base, path: str | Path, home: Path | None = 
     if skill.kind != "lora":
         raise SkillError(f"skill {skill.ref} is a {skill.kind}; only lora skills export to PEFT")
     path = Path(path)
-    if path.is_symlink():
-        raise SkillError(f"{path}: is a symbolic link; export to a real directory")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
-    if home is not None and path.absolute().resolve().is_relative_to(home.absolute().resolve()):
-        raise SkillError(f"{path}: is inside the library home {home}; export somewhere else")
+    _check_destination(path, home)
     modules = lora_modules(skill.tensors)
     config = dict(skill.config)
     config.setdefault("peft_type", "LORA")
@@ -215,23 +238,15 @@ def export_peft(skill: Skill, base: Base, path: str | Path, home: Path | None = 
     config.setdefault("target_modules", sorted({m.rsplit(".", 1)[-1] for m in modules}))
     config.setdefault("task_type", "CAUSAL_LM" if base.kind == "causal" else "FEATURE_EXTRACTION")
     config["base_model_name_or_path"] = str(base.path)
-    tmp = path.parent / f".skillbank-export-{os.getpid()}.part"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+
+    def fill(tmp: Path) -> None:
         tensors = {f"{PREFIX}{k}": v.contiguous() for k, v in skill.tensors.items()}
         save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(model_card(skill, base))
         (tmp / "skillbank.json").write_text(canonical_json(skill.manifest()) + "\n")
-        if path.exists():
-            path.rmdir()
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
-    return path
+
+    return _write_whole(path, "", fill)
 
 
 def export_chain(chain: Skill, members: list[Skill], base: Base, path: str | Path,
@@ -246,24 +261,12 @@ def export_chain(chain: Skill, members: list[Skill], base: Base, path: str | Pat
         raise SkillError(f"chain {chain.ref}: member(s) {', '.join(bad)} are not LoRA skills; "
                          "only LoRA members export as PEFT adapters")
     path = Path(path)
-    if path.is_symlink():
-        raise SkillError(f"{path}: is a symbolic link; export to a real directory")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise SkillError(f"{path}: exists and is not empty; refusing to overwrite")
-    if home is not None and path.absolute().resolve().is_relative_to(home.absolute().resolve()):
-        raise SkillError(f"{path}: is inside the library home {home}; export somewhere else")
-    tmp = path.parent / f".skillbank-export-{os.getpid()}.chain.part"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "members").mkdir(parents=True)
+    _check_destination(path, home)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "members").mkdir()
         for m in {m.ref: m for m in members}.values():
             export_peft(m, base, tmp / "members" / m.ref, home=home)
         (tmp / "chain.json").write_text(json.dumps(chain.manifest(), indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            path.rmdir()
-        os.replace(tmp, path)
-    except (OSError, SkillError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise SkillError(f"{path}: cannot export there ({why}); nothing was left behind") from None
-    return path
+
+    return _write_whole(path, ".chain", fill)
