@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from ..evaluate.generate import greedy
 from ..evaluate.metrics import bootstrap_stderr, token_edit_distance
 from ..worlds.base import Example, World
+from ..worlds.strings import input_of as strings_input
 
 DEFAULT_PRIMITIVES = ("rot", "shift", "dedup", "drop", "swap", "dup")
 
@@ -121,7 +122,7 @@ class Answer:
 
 def input_of(example: Example) -> str:
     """The input string of a strings-world prompt ``"task:input="``."""
-    return example.prompt.split(":", 1)[1][:-1]
+    return strings_input(example.prompt)
 
 
 def summarize_chains(chains: Sequence[Chain], examples: Sequence[Example], answers: Sequence[Answer],

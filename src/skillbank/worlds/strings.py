@@ -114,6 +114,11 @@ def parse_chain(task: str) -> list[str]:
     return parts
 
 
+def input_of(prompt: str) -> str:
+    """The input ``s`` of a strings prompt ``"task:s="``."""
+    return prompt.split(":", 1)[1][:-1]
+
+
 def apply_chain(task: str, s: str, alphabet: str = DEFAULT_ALPHABET) -> str:
     """Apply the primitives of ``task`` to ``s`` from left to right."""
     for name in parse_chain(task):
@@ -156,7 +161,7 @@ class StringsWorld(World):
 
     def input_of(self, prompt: str) -> str:
         """The input ``s`` of a prompt ``"task:s="``."""
-        return prompt.split(":", 1)[1][:-1]
+        return input_of(prompt)
 
     def max_target_len(self, task: str) -> int:
         return self.max_len * 2 ** parse_chain(task).count("dup")
