@@ -127,9 +127,15 @@ def fingerprint(path: str | Path, version: int = FINGERPRINT_VERSION) -> str:
     return h.hexdigest()
 
 
+KINDS = ("causal", "encoder", "policy")
+
+
 def detect_kind(config: dict[str, Any]) -> str:
-    """``causal`` for generation models, ``encoder`` for the rest (classification skills)."""
+    """``causal`` for generation models, ``policy`` for skillbank's policy network
+    (``policynet``), ``encoder`` for the rest (classification skills)."""
     archs = config.get("architectures") or []
+    if config.get("model_type") == "skillbank-policy":
+        return "policy"
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         return "causal"
     return "encoder"
@@ -142,7 +148,7 @@ class Base:
     name: str
     path: Path
     fingerprint: str
-    kind: str  # "causal" | "encoder"
+    kind: str  # "causal" | "encoder" | "policy"
     meta: dict[str, Any] = field(default_factory=dict)
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # as recorded when added
 
@@ -160,6 +166,10 @@ class Base:
     def model_class(self):
         from transformers import AutoModel, AutoModelForCausalLM
 
+        if self.kind == "policy":
+            from .policynet import PolicyModel
+
+            return PolicyModel
         return AutoModelForCausalLM if self.kind == "causal" else AutoModel
 
     def load_model(self, skills: list[Skill] = (), dtype: torch.dtype = torch.float32):
@@ -175,6 +185,8 @@ class Base:
     def load_tokenizer(self):
         from transformers import AutoTokenizer
 
+        if self.kind == "policy":
+            raise SkillError(f"base {self.name} is a policy: it reads states, not text")
         self.check()
         return AutoTokenizer.from_pretrained(self.path)
 
@@ -183,9 +195,15 @@ class Base:
         from transformers import AutoConfig
 
         self.check(hashes=False)
-        config = AutoConfig.from_pretrained(self.path)
+        if self.kind == "policy":
+            from .policynet import PolicyConfig
+
+            config = PolicyConfig.from_pretrained(self.path)
+        else:
+            config = AutoConfig.from_pretrained(self.path)
         with torch.device("meta"):
-            return self.model_class().from_config(config)
+            cls = self.model_class()
+            return cls(config) if self.kind == "policy" else cls.from_config(config)
 
     def module_shapes(self) -> dict[str, tuple[int, ...]]:
         """``{parameter name: shape}`` of the model class, built on the meta device."""

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from . import basefiles
-from .base import FINGERPRINT_VERSION, Base, detect_kind, fingerprint, read_config, weight_files
+from .base import (
+    FINGERPRINT_VERSION,
+    KINDS,
+    Base,
+    detect_kind,
+    fingerprint,
+    read_config,
+    weight_files,
+)
 from .skill import SkillError, check_name
 
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -61,8 +69,8 @@ class BaseStore:
                 and fingerprint(src, _fp_version(existing[2])) == existing[0]:
             fp, version = existing[0], _fp_version(existing[2])  # the same model, added before
         kind = kind or (existing[1] if existing else detect_kind(config))
-        if kind not in ("causal", "encoder"):
-            raise LibraryError(f"base kind must be causal or encoder, not {kind!r}")
+        if kind not in KINDS:
+            raise LibraryError(f"base kind must be causal, encoder or policy, not {kind!r}")
         if existing and existing[0] != fp:
             raise LibraryError(
                 f"base {name!r} is already registered with fingerprint {existing[0][:12]}; "

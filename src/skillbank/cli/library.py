@@ -17,7 +17,7 @@ from .core import JsonOpt, _home, app, base_app, emit, fmt_size, lib, out, table
 @base_app.command("add")
 def base_add(name: str,
              source: Annotated[Path, typer.Option("--from", help="A local Hugging Face model directory.")],
-             kind: Annotated[str | None, typer.Option(help="causal or encoder (default: from config).")] = None,
+             kind: Annotated[str | None, typer.Option(help="causal, encoder or policy (default: from config).")] = None,
              as_json: JsonOpt = False) -> None:
     """Register a local Hugging Face model directory as a base (copied into the library)."""
     b = lib(create=True).add_base(name, source, kind)

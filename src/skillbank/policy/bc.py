@@ -1,0 +1,253 @@
+"""Behaviour cloning: the policy base, LoRA policy skills on it, and the from-scratch baseline.
+
+All three minimise the same loss, the mean squared error between π(s) and the expert's
+action over demonstration states (actions clipped to [-1, 1], the range of π's tanh), with
+AdamW and ``acquire.loop``'s schedule (warm-up, cosine decay to 10%). PSEC trains its LoRAs
+with an IQL-weighted diffusion loss on offline data of mixed quality; with expert
+demonstrations every weight is 1 and the loss is plain behaviour cloning (docs/methods.md §16).
+
+- ``PolicyBaseRecipe`` → ``ensure_policy_base``: the base cloned from the demonstrations of a
+  few base tasks, registered as a base of kind ``policy`` and found again by recipe.
+- ``PolicyLoraRecipe`` → ``train_policy_lora``: a LoRA on every linear layer of the base's
+  blocks (``fc1``, ``fc2``) through PEFT, the base frozen — a ``lora`` skill like any other.
+- ``train_scratch``: the same network trained from a fresh initialisation on the same
+  demonstrations (every parameter) — claim 1's baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..acquire.loop import LoopConfig, lr_at
+from ..base import Base
+from ..skill import Skill
+from . import PolicyError, require
+from .env import HORIZON, Demos, check_horizon, check_speed, check_task, demonstrations
+
+
+def _positive_int(what: str, value, high: int = 1_000_000) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise PolicyError(f"{what} must be an integer in [1, {high:,}], got {value!r}")
+
+
+def _rate(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0 < value <= 1:
+        raise PolicyError(f"{what} must be a number in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class PolicyBaseRecipe:
+    """The policy base: cloned from ``demos`` demonstrations of each base task."""
+
+    tasks: tuple[str, ...] = ("reach-v3", "push-v3", "pick-place-v3")
+    demos: int = 25
+    noise: float = 0.1
+    width: int = 256
+    blocks: int = 3
+    steps: int = 3000
+    lr: float = 1e-3
+    batch_size: int = 256
+    seed: int = 0
+    horizon: int = HORIZON
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise PolicyError("a policy base needs at least one base task")
+        for t in self.tasks:
+            check_task(t)
+        for key, high in (("demos", 1000), ("width", 4096), ("blocks", 64), ("steps", 10 ** 6),
+                          ("batch_size", 65536)):
+            _positive_int(key, getattr(self, key), high)
+        _rate("lr", self.lr)
+        check_horizon(self.horizon)
+
+    def as_meta(self) -> dict:
+        return {"method": "policy-bc", "world": "metaworld", **asdict(self),
+                "tasks": list(self.tasks)}
+
+
+@dataclass(frozen=True)
+class PolicyLoraRecipe:
+    """A policy skill: a rank-``rank`` LoRA cloned from ``demos`` demonstrations of ``task``
+    (under the dynamics ``speed``), benchmark seed ``seed``."""
+
+    task: str
+    demos: int = 10
+    rank: int = 8
+    alpha: int = 16
+    steps: int = 1000
+    lr: float = 1e-3
+    batch_size: int = 128
+    noise: float = 0.1
+    seed: int = 0
+    horizon: int = HORIZON
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        for key, high in (("demos", 1000), ("rank", 4096), ("alpha", 65536), ("steps", 10 ** 6),
+                          ("batch_size", 65536)):
+            _positive_int(key, getattr(self, key), high)
+        _rate("lr", self.lr)
+        check_horizon(self.horizon)
+        object.__setattr__(self, "speed", check_speed(self.speed))
+
+    def as_dict(self) -> dict:
+        return {"method": "policy-lora", "world": "metaworld", **asdict(self)}
+
+    def demonstrations(self, cache: Path | None = None) -> Demos:
+        return demonstrations(self.task, self.demos, self.seed, self.noise, self.horizon,
+                              self.speed, cache)
+
+
+def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], obs: np.ndarray,
+        act: np.ndarray, steps: int, lr: float, batch_size: int, seed: int,
+        progress=None, warmup: int = 50) -> dict:
+    """Minimise mean ‖π(s) − a‖² over random minibatches (deterministic in ``seed``); returns
+    ``{"curve": [(step, loss)], "seconds": …}`` (the loss every 50 steps, and the last)."""
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    y = torch.as_tensor(act, dtype=torch.float32).clamp(-1.0, 1.0)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
+    cfg = LoopConfig(steps=steps, lr=lr, warmup=min(warmup, steps // 10))
+    model.train()
+    curve, running, start = [], [], time.perf_counter()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
+        loss = torch.mean((model(obs=x[idx]) - y[idx]) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            curve.append((step + 1, round(sum(running) / len(running), 6)))
+            running = []
+        if progress is not None:
+            progress(1)
+    model.eval()
+    return {"curve": curve, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def base_demos(recipe: PolicyBaseRecipe, cache: Path | None = None) -> list[Demos]:
+    return [demonstrations(t, recipe.demos, recipe.seed, recipe.noise, recipe.horizon,
+                           cache=cache) for t in recipe.tasks]
+
+
+def train_policy_base(recipe: PolicyBaseRecipe, out: Path, progress=None,
+                      cache: Path | None = None) -> dict:
+    """Clone the base from every base task's demonstrations and save it to ``out``."""
+    from ..policynet import new_policy
+
+    require()
+    demos = base_demos(recipe, cache)
+    obs = np.concatenate([d.obs for d in demos])
+    act = np.concatenate([d.act for d in demos])
+    std = obs.std(0)
+    model = new_policy(recipe.width, recipe.blocks, obs.mean(0), np.where(std > 1e-6, std, 1.0),
+                       recipe.seed)
+    log = fit(model, list(model.parameters()), obs, act, recipe.steps, recipe.lr,
+              recipe.batch_size, recipe.seed, progress)
+    model.save_pretrained(out, safe_serialization=True)
+    return {**log, "demo_steps": int(len(obs))}
+
+
+def find_policy_base(lib, recipe: PolicyBaseRecipe) -> Base | None:
+    want = recipe.as_meta()
+    return next((b for b in lib.bases() if b.meta.get("recipe") == want), None)
+
+
+def ensure_policy_base(lib, name: str, recipe: PolicyBaseRecipe, progress=None
+                       ) -> tuple[Base, dict | None]:
+    """The base made by ``recipe``: found in the library, or cloned now and registered."""
+    found = find_policy_base(lib, recipe)
+    if found is not None:
+        return found, None
+    with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=lib.home / "tmp") as tmp:
+        out = Path(tmp) / "model"
+        log = train_policy_base(recipe, out, progress, demo_cache(lib))
+        base = lib.add_base(name, out, kind="policy",
+                            meta={"recipe": recipe.as_meta(),
+                                  "train": {"curve": log["curve"], "seconds": log["seconds"],
+                                            "demo_steps": log["demo_steps"]}})
+        shutil.rmtree(out, ignore_errors=True)
+    return base, log
+
+
+def demo_cache(lib) -> Path | None:
+    """Where demonstrations are kept in ``lib`` (``cache/demos``), or None for a read-only one."""
+    return None if lib.readonly else lib.home / "cache" / "demos"
+
+
+def check_policy_base(base: Base) -> None:
+    if base.kind != "policy":
+        raise PolicyError(f"base {base.name} is a {base.kind} model, not a policy: policy skills "
+                          "need a policy base (`skillbank base train NAME --world metaworld`)")
+
+
+def lora_config(recipe: PolicyLoraRecipe, base: Base) -> dict:
+    return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
+            "target_modules": list(base.arch.targets), "lora_dropout": 0.0, "bias": "none",
+            "fan_in_fan_out": False, "use_rslora": False, "task_type": None}
+
+
+def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=None,
+                      cache: Path | None = None) -> Skill:
+    """A LoRA policy skill cloned from the recipe's demonstrations, the base frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    from ..acquire.lora import check_rank, lora_tensors
+
+    require()
+    check_policy_base(base)
+    demos = recipe.demonstrations(cache)
+    model = base.load_model()
+    cfg = lora_config(recipe, base)
+    check_rank(model, cfg["target_modules"], recipe.rank)
+    torch.manual_seed(recipe.seed)
+    peft_model = get_peft_model(model, LoraConfig(
+        r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
+        lora_dropout=0.0, bias="none"))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    log = fit(peft_model, params, demos.obs, demos.act, recipe.steps, recipe.lr,
+              recipe.batch_size, recipe.seed, progress)
+    tensors = lora_tensors(peft_model)
+    n_base = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    n_lora = sum(t.numel() for t in tensors.values())
+    return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
+                 recipe=recipe.as_dict(),
+                 metrics={"train": {"final_loss": log["curve"][-1][1], "curve": log["curve"],
+                                    "seconds": log["seconds"], "demo_steps": demos.steps,
+                                    "expert_failures": demos.expert_failures,
+                                    "parameters": n_lora, "base_parameters": n_base}})
+
+
+def train_scratch(base: Base, recipe: PolicyLoraRecipe, progress=None,
+                  cache: Path | None = None):
+    """The base's network freshly initialised (seeded by the recipe) and cloned on the same
+    demonstrations, every parameter trained, the base's state normalisation kept: the model
+    (not stored) and its training log."""
+    from ..policynet import PolicyModel
+
+    require()
+    check_policy_base(base)
+    demos = recipe.demonstrations(cache)
+    config = base.meta_model().config
+    torch.manual_seed(recipe.seed)
+    model = PolicyModel(config)
+    log = fit(model, list(model.parameters()), demos.obs, demos.act, recipe.steps, recipe.lr,
+              recipe.batch_size, recipe.seed, progress)
+    return model, log
