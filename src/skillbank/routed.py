@@ -20,13 +20,16 @@ from .skill import Skill, SkillError, lora_modules, lora_scale
 
 
 class Router(nn.Module):
-    """α(h) = W2·relu(W1·h + b1) + b2; the head starts at zero, so training starts at the base."""
+    """α(h) = W2·relu(W1·h + b1) + b2 (``layers`` hidden ReLU layers of ``width``; PSEC's
+    policies use two of 256); the head starts at zero, so training starts at the base."""
 
-    def __init__(self, hidden: int, n_skills: int, width: int = 64):
+    def __init__(self, hidden: int, n_skills: int, width: int = 64, layers: int = 1):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, n_skills))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        dims = [hidden] + [width] * layers
+        body = [m for a, b in zip(dims, dims[1:], strict=False) for m in (nn.Linear(a, b), nn.ReLU())]
+        self.net = nn.Sequential(*body, nn.Linear(width, n_skills))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
@@ -97,14 +100,15 @@ class RoutedModel(nn.Module):
             self._rank[name] = r
             modules[name].register_forward_hook(self._hook(name))
         self.config = self.model.config
-        self.generation_config = self.model.generation_config
+        self.generation_config = getattr(self.model, "generation_config", None)
 
     def _hook(self, name: str):
         def hook(_module, inputs, output):
             if self._alpha is None:
                 return output
             z = torch.nn.functional.linear(inputs[0], self._A[name])  # [A_1 x … A_n x]
-            z = z * self._alpha.repeat_interleave(self._rank[name], dim=1)[:, None, :]  # α_i on block i
+            a = self._alpha.repeat_interleave(self._rank[name], dim=1)  # α_i on block i
+            z = z * a.view(a.shape[0], *([1] * (z.dim() - 2)), a.shape[1])  # [B, (T,) n·r]
             return output + torch.nn.functional.linear(z, self._B[name])  # Σ_i α_i B_i A_i x
         return hook
 
@@ -148,7 +152,8 @@ def load_routed(base: Base, router_skill: Skill, members: Sequence[Skill]) -> Ro
     check_base(router_skill, base)
     if [m.ref for m in members] != router_skill.config["members"]:
         raise SkillError(f"router {router_skill.ref} expects members {router_skill.config['members']}")
-    router = Router(router_skill.config["hidden"], len(members), router_skill.config["width"])
+    router = Router(router_skill.config["hidden"], len(members), router_skill.config["width"],
+                    router_skill.config.get("layers", 1))
     router.load_state_dict({k.removeprefix("router."): v for k, v in router_skill.tensors.items()})
     model = RoutedModel(base.load_model(), members, router)
     model.eval()

@@ -111,21 +111,26 @@ class PolicyLoraRecipe:
                               self.speed, cache)
 
 
-def fit(model: torch.nn.Module, params: list[torch.nn.Parameter], obs: np.ndarray,
+def fit(model: torch.nn.Module, params: list, obs: np.ndarray,
         act: np.ndarray, steps: int, lr: float, batch_size: int, seed: int,
         progress=None, warmup: int = 50) -> dict:
     """Minimise mean ‖π(s) − a‖² over random minibatches (deterministic in ``seed``); returns
-    ``{"curve": [(step, loss)], "seconds": …}`` (the loss every 50 steps, and the last)."""
+    ``{"curve": [(step, loss)], "seconds": …}`` (the loss every 50 steps, and the last).
+    ``params``: parameters, or groups ``{"params": [...], "lr": x}`` each on ``lr``'s
+    schedule scaled to its own rate."""
     x = torch.as_tensor(obs, dtype=torch.float32)
     y = torch.as_tensor(act, dtype=torch.float32).clamp(-1.0, 1.0)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
-    cfg = LoopConfig(steps=steps, lr=lr, warmup=min(warmup, steps // 10))
+    groups = params if params and isinstance(params[0], dict) else [{"params": params, "lr": lr}]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
+    rates = [g["lr"] for g in opt.param_groups]
+    params = [p for g in opt.param_groups for p in g["params"]]
+    cfg = LoopConfig(steps=steps, lr=1.0, warmup=min(warmup, steps // 10))
     model.train()
     curve, running, start = [], [], time.perf_counter()
     for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+        for g, rate in zip(opt.param_groups, rates, strict=True):
+            g["lr"] = rate * lr_at(step, cfg)
         idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
         loss = torch.mean((model(obs=x[idx]) - y[idx]) ** 2)
         opt.zero_grad(set_to_none=True)
