@@ -27,17 +27,26 @@ from .core import (
 
 @base_app.command("train")
 def base_train(name: str,
-               world: Annotated[str, typer.Option(help="World whose base tasks it learns.")] = "strings",
-               tasks: Annotated[str, typer.Option(help="Comma-separated base tasks.")] = "copy,rev,sort",
+               world: Annotated[str, typer.Option(help="World whose base tasks it learns (metaworld: a policy base).")] = "strings",
+               tasks: Annotated[str | None, typer.Option(help="Comma-separated base tasks (default copy,rev,sort; metaworld: reach-v3,push-v3,pick-place-v3).")] = None,
                size: Annotated[str, typer.Option(help="tiny, mini, small or large.")] = "mini",
-               steps: Annotated[int, typer.Option(min=1)] = 800,
-               lr: Annotated[float, typer.Option(min=0.0)] = 5e-3,
+               steps: Annotated[int | None, typer.Option(min=1, help="Default 800 (metaworld 3000).")] = None,
+               lr: Annotated[float | None, typer.Option(min=0.0, help="Default 5e-3 (metaworld 1e-3).")] = None,
+               demos: Annotated[int, typer.Option(min=1, help="metaworld: expert demonstrations per base task.")] = 25,
                seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Train the embedded default base (a tiny transformer) and register it; re-used by recipe."""
+    """Train the embedded default base (a tiny transformer) and register it; re-used by recipe.
+
+    ``--world metaworld``: a policy base cloned from Meta-World's scripted experts."""
     from ..acquire.pretrain import BaseRecipe, ensure_base
     from ..worlds import get_world
 
-    recipe = BaseRecipe(world=world, tasks=csv_list(tasks), size=size, steps=steps, lr=lr, seed=seed)
+    if world == "metaworld":
+        from .policy import base_train as policy_base_train
+
+        return policy_base_train(name, tasks, steps, lr, seed, demos, as_json)
+    steps = steps or 800
+    recipe = BaseRecipe(world=world, tasks=csv_list(tasks or "copy,rev,sort"), size=size,
+                        steps=steps, lr=5e-3 if lr is None else lr, seed=seed)
     w = get_world(world)
     for t in recipe.tasks:
         w.examples(t, 1, seed=0)  # unknown task: one-line error before any training
@@ -71,17 +80,25 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               patience: Annotated[int, typer.Option(min=1, help="Classification: validation scores without improvement before stopping.")] = 3,
               probe: Annotated[bool, typer.Option(help="Classification: score the skill and a logistic-regression probe on frozen embeddings on held-out rows.")] = True,
               n_eval: Annotated[int, typer.Option("--n", min=1, help="Classification: held-out rows for that comparison.")] = 200,
+              demos: Annotated[int, typer.Option(min=1, help="Policy skills: expert demonstrations to clone.")] = 10,
+              speed: Annotated[float, typer.Option(help="Policy skills: the hand's speed multiplier (a dynamics shift).")] = 1.0,
               seed: int = 0, as_json: JsonOpt = False) -> None:
     """Train a LoRA skill through PEFT (resumes an interrupted run) and store it.
 
     On an encoder base the task must be a classification task (a files world of
-    task,text,label rows): the skill is LoRA on attention plus its own linear head."""
+    task,text,label rows): the skill is LoRA on attention plus its own linear head. On a
+    policy base (``--world metaworld``) it is a Meta-World task cloned from ``--demos``
+    expert demonstrations."""
     from ..acquire.classify import ClassifierRecipe, train_classifier
     from ..acquire.lora import LoraRecipe, train_lora
     from ..skill import check_name
     from ..worlds import get_world
 
     check_name(skill, "skill name")
+    if world == "metaworld" or (world is None and data is None and lib().base(base).kind == "policy"):
+        from .policy import train_skill
+
+        return train_skill(skill, base, task, demos, rank, steps, lr, batch_size, speed, seed, as_json)
     world = world or ("files" if data is not None else "strings")
     world_args = {"path": str(data.resolve())} if data is not None else {}
     if shots:
@@ -91,6 +108,9 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     library = lib(write=True)
     b = library.base(base)
     classify = getattr(w, "kind", "") == "classification"
+    if b.kind == "policy":
+        raise SkillError(f"base {b.name} is a policy: it learns Meta-World tasks "
+                         f"(--world metaworld), not world {world!r}'s")
     if b.kind == "encoder" and not classify:
         raise SkillError(f"base {b.name} is an encoder: it learns classification tasks "
                          "(--world files with task,text,label rows), not the generation "
@@ -165,6 +185,9 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
              cap: Annotated[int, typer.Option(help="pass-until: most samples per input.")] = 10_000,
              passes: Annotated[int, typer.Option(help="pass-until: stop an input at this many passes (2: unbiased).")] = 2,
              temperature: Annotated[float, typer.Option(help="pass-until: sampling temperature.")] = 1.0,
+             episodes: Annotated[int, typer.Option(help="Policy skills: held-out goals per task, one episode each (≤ 25).")] = 20,
+             horizon: Annotated[int, typer.Option(help="Policy skills: steps per episode (≤ 500).")] = 200,
+             speed: Annotated[float, typer.Option(help="Policy skills: the hand's speed multiplier.")] = 1.0,
              ) -> None:
     """Evaluate the base alone and each skill on each task; results go to the library.
 
@@ -185,6 +208,13 @@ def eval_cmd(skills: Annotated[list[str], typer.Argument(help="Skills NAME[@VERS
         check_base(s, b)
         for ref in s.config.get("members", []) if s.kind in ("router", "chain") else []:
             library.get(ref)
+    if b.kind == "policy" or world == "metaworld":
+        from .policy import evaluate as policy_evaluate
+
+        if b.kind != "policy":
+            raise SkillError(f"base {b.name} is a {b.kind} model; --world metaworld evaluates policies")
+        return policy_evaluate(library, b, loaded, tasks, episodes, seed, horizon, speed,
+                               executor, address, workers, as_json)
     task_list = csv_list(tasks) if tasks else sorted(
         {t for s in loaded for t in (s.heads() or [s.recipe.get("task")]) if isinstance(t, str)})
     if not task_list:

@@ -142,7 +142,7 @@ def fit(model: torch.nn.Module, params: list, obs: np.ndarray,
             curve.append((step + 1, round(sum(running) / len(running), 6)))
             running = []
         if progress is not None:
-            progress(1)
+            progress(step + 1, curve[-1][1] if curve else None)  # (step, loss): Ui.bar's signature
     model.eval()
     return {"curve": curve, "seconds": round(time.perf_counter() - start, 2)}
 

@@ -2,7 +2,7 @@
 
 A subject is the base alone, a static skill on it (LoRA, delta, sparse: ΔW added to the
 weights, as for language models), or a ``router`` skill over policy skills (PSEC's α(s),
-``policy.routed``). Each of ``episodes`` held-out goals (``env.EVAL_GOALS``) is run once to
+``policy.routed``; loaded by ``jobs.subject_policy``). Each of ``episodes`` held-out goals (``env.EVAL_GOALS``) is run once to
 its first success or the horizon; success rate ± its binomial standard error
 √(p(1 − p)/E). An episode the simulator kills is a failure and is counted in ``errors``.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -32,13 +31,10 @@ def actor(model: torch.nn.Module):
     return act
 
 
-def load_policy(base: Base, skill: Skill | None = None, members: Sequence[Skill] = ()):
-    """The policy of ``skill`` on ``base`` (None: the base alone); a router needs its members."""
+def load_policy(base: Base, skill: Skill | None = None):
+    """The policy of a static ``skill`` on ``base`` (None: the base alone); routers load
+    through ``jobs.subject_policy`` (they need their members)."""
     check_policy_base(base)
-    if skill is not None and skill.kind == "router":
-        from .routed import load_state_routed
-
-        return load_state_routed(base, skill, members)
     return base.load_model([skill] if skill is not None else [])
 
 

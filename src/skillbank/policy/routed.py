@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..base import Base, check_base
-from ..routed import Router, RoutedModel
+from ..routed import RoutedModel, Router
 from ..skill import Skill, SkillError
 from . import PolicyError
 from .bc import _positive_int, _rate, check_policy_base, fit

@@ -1,0 +1,76 @@
+"""The real Meta-World simulator (one short test each): demonstrations, held-out goals, the
+demonstration cache, a simulator error inside one episode, and the CLI's one-line refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("metaworld")
+
+from skillbank.policy import env as mw  # noqa: E402
+from skillbank.policy.evaluate import success_rate  # noqa: E402
+
+
+def test_demonstrations_are_the_experts_on_demo_goals_and_repeat_exactly(tmp_path):
+    a = mw.demonstrations("reach-v3", 2, seed=0, horizon=150)
+    b = mw.demonstrations("reach-v3", 2, seed=0, horizon=150, cache=tmp_path)
+    assert a.episodes == 2 and a.obs.shape[1] == 39 and a.act.shape[1] == 4
+    assert np.array_equal(a.obs, b.obs) and np.array_equal(a.act, b.act)
+    (cached,) = tmp_path.glob("*.npz")
+    c = mw.demonstrations("reach-v3", 2, seed=0, horizon=150, cache=tmp_path)  # from the file
+    assert np.array_equal(c.obs, a.obs)
+    cached.write_bytes(b"damaged")  # a damaged cache entry is made again, not trusted
+    assert np.array_equal(mw.demonstrations("reach-v3", 2, 0, horizon=150, cache=tmp_path).act, a.act)
+    # the label is the expert's clean action at each visited state
+    expert = mw.expert("reach-v3")
+    assert np.allclose(a.act[5], expert.get_action(a.obs[5].astype(np.float64)), atol=1e-6)
+    # demonstration and evaluation goals are different episodes
+    starts = {tuple(np.round(mw.make_env("reach-v3", 0, g)[1], 6)) for g in mw.DEMO_GOALS}
+    held = {tuple(np.round(mw.make_env("reach-v3", 0, g)[1], 6)) for g in mw.EVAL_GOALS}
+    assert not starts & held
+
+
+def test_a_simulator_error_fails_that_episode_and_the_rest_complete(monkeypatch):
+    real = mw.make_env
+
+    def flaky(task, seed, goal, speed=1.0):
+        if goal == 26:
+            raise RuntimeError("mj_step: simulation unstable")
+        return real(task, seed, goal, speed)
+    monkeypatch.setattr(mw, "make_env", flaky)
+    pol = mw.expert("reach-v3")
+
+    class Expert(torch.nn.Module):
+        def forward(self, obs):
+            return torch.as_tensor(pol.get_action(obs[0].double().numpy()), dtype=torch.float32)[None]
+    res = success_rate(Expert(), "reach-v3", episodes=3, horizon=150)
+    assert res["episodes"] == 3 and res["errors"] == 1 and res["successes"] == 2
+    assert res["first_error"] == "RuntimeError: mj_step: simulation unstable"
+
+
+def test_policy_commands_refuse_bad_input_in_one_line(home, tiny_llama_dir, tmp_path):
+    from faults.faults_helpers import cli, one_line_error
+    from skillbank.policynet import new_policy
+
+    new_policy(8, 1, np.zeros(39), np.ones(39), 0).save_pretrained(tmp_path / "pol")
+    for args in (["base", "add", "pol", "--from", tmp_path / "pol"],
+                 ["base", "add", "lm", "--from", tiny_llama_dir]):
+        code, out, err = cli("--home", home, *args)
+        assert code == 0, err
+    cases = [
+        (["train", "s", "--base", "pol", "--task", "reach"], "unknown Meta-World task 'reach'"),
+        (["train", "s", "--base", "lm", "--task", "reach-v3", "--world", "metaworld"],
+         "not a policy"),
+        (["train", "s", "--base", "pol", "--task", "rot", "--world", "strings"], "is a policy"),
+        (["eval", "--base", "pol", "--tasks", "reach-v3", "--episodes", "30"], "held-out goal"),
+        (["eval", "--base", "pol", "--tasks", "nope-v3"], "unknown Meta-World task"),
+        (["eval", "--base", "lm", "--world", "metaworld", "--tasks", "reach-v3"], "evaluates policies"),
+        (["base", "train", "b", "--world", "metaworld", "--tasks", "reach-v3,fly-v3"], "fly-v3"),
+    ]
+    for args, msg in cases:
+        code, out, err = cli("--home", home, *args)
+        assert one_line_error(code, err) and msg in err, (args, err)
+    code, out, err = cli("--home", home, "policy", "tasks", "--json")
+    assert code == 0 and '"reach-v3"' in out
