@@ -1,7 +1,7 @@
 """The policy base (the network of ``policy/``, kept beside ``base`` so that a base of kind
 ``policy`` loads without the policy package): an MLP-ResNet over Meta-World's state, as a Hugging Face model.
 
-π(s) = tanh(head(LN(blocks(embed((s − μ)/σ))))), each block x + fc2(relu(fc1(LN(x)))) — the
+π(s) = head(LN(blocks(embed((s − μ)/σ)))), each block x + fc2(relu(fc1(LN(x)))) — the
 shape of PSEC's policy network (an MLP-ResNet of 3 blocks × 256 with LayerNorm; the authors
 predict diffusion noise with it, this base regresses the action directly: a CPU-sized
 departure, docs/methods.md §16). μ and σ (the state normalisation, from the base's own
@@ -76,11 +76,14 @@ class PolicyModel(PreTrainedModel):
         return (obs - self.obs_mean) / self.obs_std
 
     def forward(self, obs: torch.Tensor, **_) -> torch.Tensor:
-        """Actions in [-1, 1] for a batch of states [B, 39]."""
+        """Actions for a batch of states [B, 39]; the environment clips them to [-1, 1]. No
+        tanh: a squashed output trained on experts that hold the gripper at ±1 saturates,
+        and a LoRA on the blocks then gets no gradient to change that action (measured:
+        LoRA loss stuck at 0.25 where training from scratch reached 0.04)."""
         x = self.embed(self.features(obs))
         for block in self.blocks:
             x = block(x)
-        return torch.tanh(self.head(self.norm(x)))
+        return self.head(self.norm(x))
 
 
 AutoConfig.register(MODEL_TYPE, PolicyConfig, exist_ok=True)

@@ -1,7 +1,8 @@
 """Behaviour cloning: the policy base, LoRA policy skills on it, and the from-scratch baseline.
 
 All three minimise the same loss, the mean squared error between π(s) and the expert's
-action over demonstration states (actions clipped to [-1, 1], the range of π's tanh), with
+action over demonstration states (actions clipped to [-1, 1], the range the environment
+executes), with
 AdamW and ``acquire.loop``'s schedule (warm-up, cosine decay to 10%). PSEC trains its LoRAs
 with an IQL-weighted diffusion loss on offline data of mixed quality; with expert
 demonstrations every weight is 1 and the loss is plain behaviour cloning (docs/methods.md §16).
@@ -113,14 +114,22 @@ class PolicyLoraRecipe:
 
 def fit(model: torch.nn.Module, params: list, obs: np.ndarray,
         act: np.ndarray, steps: int, lr: float, batch_size: int, seed: int,
-        progress=None, warmup: int = 50) -> dict:
+        progress=None, warmup: int = 50, penalty=None, replay=None, at=None) -> dict:
     """Minimise mean ‖π(s) − a‖² over random minibatches (deterministic in ``seed``); returns
     ``{"curve": [(step, loss)], "seconds": …}`` (the loss every 50 steps, and the last).
     ``params``: parameters, or groups ``{"params": [...], "lr": x}`` each on ``lr``'s
-    schedule scaled to its own rate."""
+    schedule scaled to its own rate. Optional: ``penalty()`` added to each step's loss (EWC);
+    ``replay = (obs, act, fraction)``: that fraction of every batch drawn from those
+    examples instead (the batch size stays ``batch_size``); ``at = (steps, fn)``: ``fn(step)``
+    called, with the model in eval mode, after each of those steps (learning curves)."""
     x = torch.as_tensor(obs, dtype=torch.float32)
     y = torch.as_tensor(act, dtype=torch.float32).clamp(-1.0, 1.0)
     gen = torch.Generator().manual_seed(seed)
+    n_old = 0
+    if replay is not None:
+        rx = torch.as_tensor(replay[0], dtype=torch.float32)
+        ry = torch.as_tensor(replay[1], dtype=torch.float32).clamp(-1.0, 1.0)
+        n_old = int(round(replay[2] * min(batch_size, len(x)))) if len(rx) else 0
     groups = params if params and isinstance(params[0], dict) else [{"params": params, "lr": lr}]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
     rates = [g["lr"] for g in opt.param_groups]
@@ -131,8 +140,14 @@ def fit(model: torch.nn.Module, params: list, obs: np.ndarray,
     for step in range(steps):
         for g, rate in zip(opt.param_groups, rates, strict=True):
             g["lr"] = rate * lr_at(step, cfg)
-        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
-        loss = torch.mean((model(obs=x[idx]) - y[idx]) ** 2)
+        idx = torch.randint(len(x), (min(batch_size, len(x)) - n_old,), generator=gen)
+        bx, by = x[idx], y[idx]
+        if n_old:
+            old = torch.randint(len(rx), (n_old,), generator=gen)
+            bx, by = torch.cat([bx, rx[old]]), torch.cat([by, ry[old]])
+        loss = torch.mean((model(obs=bx) - by) ** 2)
+        if penalty is not None:
+            loss = loss + penalty()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -143,6 +158,10 @@ def fit(model: torch.nn.Module, params: list, obs: np.ndarray,
             running = []
         if progress is not None:
             progress(step + 1, curve[-1][1] if curve else None)  # (step, loss): Ui.bar's signature
+        if at is not None and step + 1 in at[0]:
+            model.eval()
+            at[1](step + 1)
+            model.train()
     model.eval()
     return {"curve": curve, "seconds": round(time.perf_counter() - start, 2)}
 
