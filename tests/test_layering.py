@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "skillbank"
-CORE = {"skill", "base", "basefiles", "basestore", "blobstore", "catalog", "arch", "fields", "library", "journal", "peft_io",
+CORE = {"skill", "base", "basefiles", "basestore", "blobstore", "catalog", "arch", "policynet", "fields", "library", "journal", "peft_io",
         "routed", "worlds"}
 OPERATIONS = {"acquire", "evaluate", "compose", "localize", "transfer", "continual"}
 MAX_LINES = 400

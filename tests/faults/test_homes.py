@@ -35,6 +35,7 @@ def commands(home: Path, model: Path, adapter: Path, out: Path) -> dict[str, lis
         "practice": ["practice", "p", "--base", "tiny", "--tasks", "rev", "--rounds", "1",
                      "--steps", "1", "--inputs", "2", "--samples", "1", "--n", "2"],
         "plan": ["plan", "pl", "--base", "tiny", "--examples", examples],
+        "policy": ["policy", "tasks"],
         "import": ["import", adapter, "--name", "i", "--base", "tiny"],
         "train": ["train", "t", "--base", "tiny", "--task", "rev", "--steps", "1"],
         "eval": ["eval", "a", "--tasks", "rev", "--n", "2"],
@@ -53,7 +54,7 @@ def commands(home: Path, model: Path, adapter: Path, out: Path) -> dict[str, lis
     }
 
 
-READS = {"list", "show", "versions", "lineage", "verify", "base list", "export", "overlap"}
+READS = {"list", "show", "versions", "lineage", "verify", "base list", "export", "overlap", "policy"}
 
 
 def test_the_table_covers_every_command(tmp_path):

@@ -95,7 +95,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
     from ..worlds import get_world
 
     check_name(skill, "skill name")
-    if world == "metaworld" or (world is None and data is None and lib().base(base).kind == "policy"):
+    if world == "metaworld" or (world is None and data is None and _is_policy(base)):
         from .policy import train_skill
 
         return train_skill(skill, base, task, demos, rank, steps, lr, batch_size, speed, seed, as_json)
@@ -147,6 +147,15 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
                   f"{sk['accuracy']:.3f}±{sk['accuracy_stderr']:.3f}, logistic-regression probe "
                   f"on frozen embeddings {pr['accuracy']:.3f}±{pr['accuracy_stderr']:.3f}"
                   + ("" if sk["accuracy"] >= pr["accuracy"] else " (the probe is better)"))
+
+
+def _is_policy(base: str) -> bool:
+    """Whether ``base`` names a registered policy base (False where it cannot be read: the
+    strings path then gives its own one-line error)."""
+    try:
+        return lib().base(base).kind == "policy"
+    except SkillError:
+        return False
 
 
 def _against_probe(library, base, skill, world, world_name: str, task: str, n: int,

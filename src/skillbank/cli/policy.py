@@ -15,14 +15,23 @@ app.add_typer(policy_app, name="policy", rich_help_panel="Acquire and evaluate")
 
 @policy_app.command("tasks")
 def tasks_cmd(as_json: JsonOpt = False) -> None:
-    """List the Meta-World v3 tasks with a scripted expert (MT10's first)."""
+    """List the Meta-World v3 tasks with a scripted expert (MT10's first) and the library's
+    policy skills on each."""
     from ..policy.env import MT10, tasks
 
+    library = lib()
     known = tasks()
     rows = [t for t in MT10 if t in known] + [t for t in known if t not in MT10]
+    policy = {b.fingerprint for b in library.bases() if b.kind == "policy"}
+    have: dict[str, list[str]] = {}
+    for r in library.list():
+        task = (r.manifest.get("recipe") or {}).get("task")
+        if r.base in policy and isinstance(task, str):
+            have.setdefault(task, []).append(f"{r.name}@{r.version}")
     if as_json:
-        return emit({"tasks": rows, "mt10": list(MT10)})
-    table("Meta-World tasks", ["task", "MT10"], [[t, "yes" if t in MT10 else ""] for t in rows])
+        return emit({"tasks": rows, "mt10": list(MT10), "skills": have})
+    table("Meta-World tasks", ["task", "MT10", "skills"],
+          [[t, "yes" if t in MT10 else "", ", ".join(have.get(t, []))] for t in rows])
 
 
 def base_train(name: str, tasks: str | None, steps: int | None, lr: float | None, seed: int,
