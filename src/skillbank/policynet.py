@@ -1,11 +1,15 @@
 """The policy base (the network of ``policy/``, kept beside ``base`` so that a base of kind
 ``policy`` loads without the policy package): an MLP-ResNet over Meta-World's state, as a Hugging Face model.
 
-π(s) = head(LN(blocks(embed((s − μ)/σ)))), each block x + fc2(relu(fc1(LN(x)))) — the
+π(s) = head(LN(blocks(embed(clip((s − μ)/σ))))), each block x + fc2(relu(fc1(LN(x)))) — the
 shape of PSEC's policy network (an MLP-ResNet of 3 blocks × 256 with LayerNorm; the authors
 predict diffusion noise with it, this base regresses the action directly: a CPU-sized
 departure, docs/methods.md §16). μ and σ (the state normalisation, from the base's own
-demonstrations) live in the config, so they are part of the base's fingerprint.
+demonstrations, σ floored) and the clip live in the config, so they are part of the base's
+fingerprint. The floor and the clip matter: a base cloned on reach/push/pick-place sees its
+objects' quaternions almost constant (σ ≈ 0.002), and a new task that turns its object (a door)
+then put |z| ≈ 500 on those inputs, which after the first LayerNorm drowned every other input
+— a LoRA on the blocks could not recover the state (docs/methods.md §16).
 
 It is a ``PreTrainedModel`` so that ``save_pretrained`` writes config.json and safetensors
 and the library stores, fingerprints and verifies it like any base; its blocks sit in one
@@ -29,10 +33,11 @@ class PolicyConfig(PretrainedConfig):
 
     def __init__(self, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM, width: int = 256,
                  n_blocks: int = 3, obs_mean: list[float] | None = None,
-                 obs_std: list[float] | None = None, **kw):
+                 obs_std: list[float] | None = None, obs_clip: float = 10.0, **kw):
         self.obs_dim, self.act_dim, self.width, self.n_blocks = obs_dim, act_dim, width, n_blocks
         self.obs_mean = list(obs_mean) if obs_mean is not None else [0.0] * obs_dim
         self.obs_std = list(obs_std) if obs_std is not None else [1.0] * obs_dim
+        self.obs_clip = float(obs_clip)
         super().__init__(**kw)
 
 
@@ -73,7 +78,8 @@ class PolicyModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
+        clip = self.config.obs_clip
+        return ((obs - self.obs_mean) / self.obs_std).clamp(-clip, clip)
 
     def forward(self, obs: torch.Tensor, **_) -> torch.Tensor:
         """Actions for a batch of states [B, 39]; the environment clips them to [-1, 1]. No

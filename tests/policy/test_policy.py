@@ -12,10 +12,10 @@ import torch
 from skillbank.base import apply_skill
 from skillbank.library import Library
 from skillbank.policy import PolicyError
-from skillbank.policy.bc import fit
+from skillbank.policy.bc import fit, policy_lora_config
 from skillbank.policy.env import Episode
-from skillbank.policy.evaluate import summarize
-from skillbank.policy.routed import StateRouted, new_lora_config
+from skillbank.policy.evaluate import success_curve, summarize
+from skillbank.policy.routed import StateRouted
 from skillbank.policynet import new_policy
 from skillbank.routed import Router
 from skillbank.skill import Skill
@@ -37,7 +37,7 @@ def _lora(base, name, seed, rank=2):
             tensors[f"blocks.{i}.{m}.lora_A.weight"] = torch.randn(rank, 8, generator=g)
             tensors[f"blocks.{i}.{m}.lora_B.weight"] = torch.randn(8, rank, generator=g)
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors,
-                 config=new_lora_config(base, rank))
+                 config=policy_lora_config(base, rank, 2 * rank))
 
 
 def test_a_policy_network_is_a_base_of_kind_policy(tmp_path):
@@ -48,6 +48,11 @@ def test_a_policy_network_is_a_base_of_kind_policy(tmp_path):
     # the state normalisation is part of the saved model (and so of its fingerprint)
     assert torch.allclose(model.obs_std, torch.tensor(model.config.obs_std, dtype=torch.float32))
     assert torch.isfinite(model(obs=torch.zeros(3, 39))).all()
+    # the normalised state, by hand: (s - mu) / sigma, clipped to ±obs_clip (10)
+    mu, sd = np.array(model.config.obs_mean), np.array(model.config.obs_std)
+    s = mu + sd * np.r_[0.5, -3.0, 25.0, -1e4, np.zeros(35)]
+    z = model.features(torch.tensor(s[None], dtype=torch.float32))[0]
+    assert torch.allclose(z[:5], torch.tensor([0.5, -3.0, 10.0, -10.0, 0.0]), atol=1e-4)
     model.save_pretrained(tmp_path / "again")
     assert lib.add_base("pol2", tmp_path / "again").fingerprint == base.fingerprint
     with pytest.raises(Exception, match="a policy: it reads states"):
@@ -90,7 +95,7 @@ def test_the_new_lora_beside_alpha_is_the_skill_it_is_stored_as(tmp_path):
             if k.endswith("/B"):
                 p.normal_()
     new = Skill(name="new", kind="lora", base=base.fingerprint, tensors=routed.new_tensors(),
-                config=new_lora_config(base, 3))
+                config=policy_lora_config(base, 3, 6))
     s = torch.randn(5, 39)
     with torch.no_grad():
         assert torch.allclose(routed(obs=s), base.load_model([new])(obs=s), atol=1e-5)
@@ -118,6 +123,10 @@ def test_success_rate_and_its_binomial_stderr_by_hand():
     s = summarize(eps)
     assert s["success"] == 0.75 and s["successes"] == 3 and s["steps"] == 370
     assert s["stderr"] == round(math.sqrt(0.75 * 0.25 / 4), 4) == 0.2165
+    assert s["success_steps"] == [40, 60, 70]
+    curve = dict(success_curve(s, 200))
+    assert curve[0] == 0.0 and curve[40] == 0.25 and curve[65] == 0.5 and curve[70] == 0.75
+    assert curve[200] == 0.75 and len(curve) == 41
     s = summarize([Episode(False, 3, "MujocoException: bad"), Episode(True, 9)])
     assert s["errors"] == 1 and s["first_error"].startswith("MujocoException") and s["success"] == 0.5
 

@@ -85,8 +85,8 @@ def evaluate(library, b, loaded, tasks: str | None, episodes: int, seed: int, ho
     """Success rate ± stderr of the base and each skill on each task (one job per cell)."""
     from ..policy import require
     from ..policy.env import check_horizon, check_speed, check_task, eval_goals
-    from ..policy.jobs import policy_eval_job
-    from ..run import ensure, get_executor
+    from ..policy.jobs import success_matrix
+    from ..run import get_executor
 
     require()
     task_list = csv_list(tasks) if tasks else sorted(
@@ -99,14 +99,11 @@ def evaluate(library, b, loaded, tasks: str | None, episodes: int, seed: int, ho
         check_task(t)
     eval_goals(episodes), check_horizon(horizon), check_speed(speed)
     subjects = [f"base:{b.name}"] + [s.ref for s in loaded]
-    jobs = [policy_eval_job(s, b, t, episodes, seed, horizon, speed) for s in subjects
-            for t in task_list]
     ui = Ui(as_json)
-    with ui.jobs("evaluate", len(jobs)) as progress, get_executor(executor, address, workers) as ex:
-        done = ensure(ex, library, jobs, progress, what="evaluation")
-    matrix: dict[str, dict] = {s: {} for s in subjects}
-    for r in done:
-        matrix[r.result["subject"]][r.result["task"]] = r.result
+    with ui.jobs("evaluate", len(subjects) * len(task_list)) as progress, \
+            get_executor(executor, address, workers) as ex:
+        matrix = success_matrix(ex, library, b, subjects, task_list, episodes, seed, horizon,
+                                speed, progress)
     if as_json:
         return emit(matrix)
     table(f"success rate ± stderr ({episodes} held-out goals per task, {horizon} steps, "

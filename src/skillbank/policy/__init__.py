@@ -14,6 +14,9 @@ Everything here needs the ``policy`` extra (``metaworld``, ``mujoco``, ``gymnasi
 
 from __future__ import annotations
 
+import ctypes.util
+import os
+
 from ..skill import SkillError
 
 INSTALL = "pip install 'skillbank[policy]'"
@@ -25,6 +28,8 @@ class PolicyError(SkillError):
 
 def require() -> None:
     """PolicyError naming the install command unless Meta-World can be imported."""
+    if "MUJOCO_GL" not in os.environ and ctypes.util.find_library("OSMesa"):
+        os.environ["MUJOCO_GL"] = "osmesa"  # MuJoCo reads it on import; only `frames` renders
     try:
         import gymnasium  # noqa: F401
         import metaworld  # noqa: F401

@@ -60,6 +60,7 @@ class PolicyBaseRecipe:
     batch_size: int = 256
     seed: int = 0
     horizon: int = HORIZON
+    std_floor: float = 0.05  # σ of the state normalisation floored here (policynet's docstring)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -72,6 +73,8 @@ class PolicyBaseRecipe:
             _positive_int(key, getattr(self, key), high)
         _rate("lr", self.lr)
         check_horizon(self.horizon)
+        if not 0.0 <= self.std_floor <= 10.0:
+            raise PolicyError(f"std_floor must be in [0, 10], got {self.std_floor}")
 
     def as_meta(self) -> dict:
         return {"method": "policy-bc", "world": "metaworld", **asdict(self),
@@ -180,9 +183,9 @@ def train_policy_base(recipe: PolicyBaseRecipe, out: Path, progress=None,
     demos = base_demos(recipe, cache)
     obs = np.concatenate([d.obs for d in demos])
     act = np.concatenate([d.act for d in demos])
-    std = obs.std(0)
-    model = new_policy(recipe.width, recipe.blocks, obs.mean(0), np.where(std > 1e-6, std, 1.0),
-                       recipe.seed)
+    std = obs.std(0)  # an input constant in the base tasks (σ ≈ 0) is left unscaled
+    std = np.where(std > 1e-6, np.maximum(std, recipe.std_floor), 1.0)
+    model = new_policy(recipe.width, recipe.blocks, obs.mean(0), std, recipe.seed)
     log = fit(model, list(model.parameters()), obs, act, recipe.steps, recipe.lr,
               recipe.batch_size, recipe.seed, progress)
     model.save_pretrained(out, safe_serialization=True)
@@ -222,8 +225,9 @@ def check_policy_base(base: Base) -> None:
                           "need a policy base (`skillbank base train NAME --world metaworld`)")
 
 
-def lora_config(recipe: PolicyLoraRecipe, base: Base) -> dict:
-    return {"peft_type": "LORA", "r": recipe.rank, "lora_alpha": recipe.alpha,
+def policy_lora_config(base: Base, rank: int, alpha: int) -> dict:
+    """The stored PEFT config of a LoRA on the policy's linear layers."""
+    return {"peft_type": "LORA", "r": rank, "lora_alpha": alpha,
             "target_modules": list(base.arch.targets), "lora_dropout": 0.0, "bias": "none",
             "fan_in_fan_out": False, "use_rslora": False, "task_type": None}
 
@@ -239,7 +243,7 @@ def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=
     check_policy_base(base)
     demos = recipe.demonstrations(cache)
     model = base.load_model()
-    cfg = lora_config(recipe, base)
+    cfg = policy_lora_config(base, recipe.rank, recipe.alpha)
     check_rank(model, cfg["target_modules"], recipe.rank)
     torch.manual_seed(recipe.seed)
     peft_model = get_peft_model(model, LoraConfig(
@@ -257,6 +261,15 @@ def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=
                                     "seconds": log["seconds"], "demo_steps": demos.steps,
                                     "expert_failures": demos.expert_failures,
                                     "parameters": n_lora, "base_parameters": n_base}})
+
+
+def ensure_policy_lora(lib, name: str, base: Base, recipe: PolicyLoraRecipe) -> Skill:
+    """The LoRA policy skill ``name`` on ``base`` made by ``recipe``: found, or trained and
+    stored."""
+    ref = lib.find(name, base.fingerprint, recipe.as_dict())
+    if ref is not None:
+        return lib.get(ref)
+    return lib.add(train_policy_lora(name, base, recipe, cache=demo_cache(lib)))
 
 
 def train_scratch(base: Base, recipe: PolicyLoraRecipe, progress=None,

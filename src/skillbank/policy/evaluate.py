@@ -40,7 +40,9 @@ def load_policy(base: Base, skill: Skill | None = None):
 
 def success_rate(model: torch.nn.Module, task: str, episodes: int = 20, seed: int = 0,
                  horizon: int = HORIZON, speed: float = 1.0, progress=None) -> dict:
-    """``{"success", "stderr", "episodes", "successes", "errors", "steps", "seconds"}``."""
+    """``{"success", "stderr", "episodes", "successes", "errors", "steps", "seconds",
+    "success_steps"}`` (the last: each successful episode's steps to its success, sorted —
+    the success curve)."""
     act = actor(model)
     start, results = time.perf_counter(), []
     for goal in eval_goals(episodes):
@@ -58,4 +60,12 @@ def summarize(results, seconds: float = 0.0) -> dict:
     return {"success": round(p, 4), "stderr": round(math.sqrt(p * (1 - p) / n), 4) if n else 0.0,
             "episodes": n, "successes": k, "errors": len(errors),
             **({"first_error": errors[0]} if errors else {}),
-            "steps": sum(r.steps for r in results), "seconds": round(seconds, 2)}
+            "steps": sum(r.steps for r in results), "seconds": round(seconds, 2),
+            "success_steps": sorted(r.steps for r in results if r.success)}
+
+
+def success_curve(result: dict, horizon: int) -> list[tuple[int, float]]:
+    """The fraction of episodes that have succeeded by step t, for t = 0, 5, 10, … horizon."""
+    n, done = result["episodes"], result["success_steps"]
+    steps = sorted({*range(0, horizon + 1, 5), horizon})
+    return [(t, sum(s <= t for s in done) / n if n else 0.0) for t in steps]

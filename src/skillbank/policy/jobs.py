@@ -97,3 +97,18 @@ def _eval_run(worker, lib: Library, spec: dict) -> dict:
 
 
 POLICY_EVAL = register("policy-eval", _eval_run)
+
+
+def success_matrix(ex, lib: Library, base: Base, subjects: list[str], tasks: list[str],
+                   episodes: int, seed: int, horizon: int, speed: float = 1.0,
+                   progress=None) -> dict[str, dict[str, dict]]:
+    """``{subject: {task: success_rate's result}}``, one ``policy-eval`` job per cell on
+    executor ``ex`` (subjects: skill refs or ``base:NAME``)."""
+    from ..run import ensure
+
+    jobs = [policy_eval_job(s, base, t, episodes, seed, horizon, speed) for s in subjects
+            for t in tasks]
+    matrix: dict[str, dict] = {s: {} for s in subjects}
+    for r in ensure(ex, lib, jobs, progress, what="evaluation"):
+        matrix[r.result["subject"]][r.result["task"]] = r.result
+    return matrix

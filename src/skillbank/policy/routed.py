@@ -26,7 +26,7 @@ from ..base import Base, check_base
 from ..routed import RoutedModel, Router
 from ..skill import Skill, SkillError
 from . import PolicyError
-from .bc import _positive_int, _rate, check_policy_base, fit
+from .bc import _positive_int, _rate, check_policy_base, demo_cache, fit, policy_lora_config
 from .env import HORIZON, check_horizon, check_speed, check_task, demonstrations
 
 
@@ -146,15 +146,28 @@ def train_state_router(name: str, base: Base, members: Sequence[Skill], recipe: 
     new = None
     if recipe.new_rank:
         new = Skill(name=f"{name}-new", kind="lora", base=base.fingerprint,
-                    tensors=model.new_tensors(), config=new_lora_config(base, recipe.new_rank),
+                    tensors=model.new_tensors(), config=policy_lora_config(base, recipe.new_rank,
+                                                                 2 * recipe.new_rank),
                     recipe={**recipe.as_dict(), "method": "policy-router-new"}, metrics=metrics)
     return router_skill, new
 
 
-def new_lora_config(base: Base, rank: int) -> dict:
-    return {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
-            "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "task_type": None,
-            "target_modules": list(base.arch.targets)}
+def ensure_state_router(lib, name: str, base: Base, members: Sequence[Skill],
+                        recipe: StateRouterRecipe) -> tuple[Skill, Skill | None]:
+    """(router, its new LoRA or None): found by recipe and members, or trained and stored
+    (the new LoRA first, then the router naming it under ``fixed``)."""
+    want = {**recipe.as_dict(), "members": [m.ref for m in members]}
+    ref = lib.find(name, base.fingerprint, want)
+    if ref is not None:
+        router = lib.get(ref)
+        return router, (lib.get(router.config["fixed"][0]) if router.config["fixed"] else None)
+    router, new = train_state_router(name, base, members, recipe, cache=demo_cache(lib))
+    if new is not None:
+        new = lib.add(new)
+        router.config["fixed"] = [new.ref]
+        router.lineage.append(new.ref)
+    router.recipe = want
+    return lib.add(router), new
 
 
 def load_state_routed(base: Base, router_skill: Skill, members: Sequence[Skill],

@@ -49,11 +49,11 @@ from ..policy.bc import (
     PolicyLoraRecipe,
     demo_cache,
     ensure_policy_base,
-    train_policy_lora,
+    ensure_policy_lora,
     train_scratch,
 )
 from ..policy.evaluate import load_policy, success_rate
-from ..policy.routed import StateRouterRecipe, load_state_routed, train_state_router
+from ..policy.routed import StateRouterRecipe, ensure_state_router, load_state_routed
 from . import Outcome
 
 PAPER = "Liu et al. 2025, Skill Expansion and Composition in Parameter Space (PSEC)"
@@ -92,29 +92,6 @@ def sizes(quick: bool) -> Sizes:
                  NEW_TASKS)
 
 
-def _ensure_lora(lib, name, base, recipe: PolicyLoraRecipe):
-    ref = lib.find(name, base.fingerprint, recipe.as_dict())
-    if ref is not None:
-        return lib.get(ref)
-    return lib.add(train_policy_lora(name, base, recipe, cache=demo_cache(lib)))
-
-
-def _ensure_router(lib, name, base, members, recipe: StateRouterRecipe):
-    """(router, fixed new LoRA or None), found by recipe and members or trained and stored."""
-    want = {**recipe.as_dict(), "members": [m.ref for m in members]}
-    ref = lib.find(name, base.fingerprint, want)
-    if ref is not None:
-        router = lib.get(ref)
-        return router, (lib.get(router.config["fixed"][0]) if router.config["fixed"] else None)
-    router, new = train_state_router(name, base, members, recipe, cache=demo_cache(lib))
-    if new is not None:
-        new = lib.add(new)
-        router.config["fixed"] = [new.ref]
-        router.lineage.append(new.ref)
-    router.recipe = want
-    return lib.add(router), new
-
-
 def _routed(base, router, members, new):
     return load_state_routed(base, router, members, [new] if new is not None else [])
 
@@ -137,7 +114,7 @@ def _seed(lib, ui, s: int, sz: Sizes, step) -> dict:
     skills = []
     for task in sz.expansion:
         recipe = replace(sz.lora, task=task, seed=s, horizon=sz.base.horizon)
-        skill = _ensure_lora(lib, f"psec-s{s}-{task}", base, recipe)
+        skill = ensure_policy_lora(lib, f"psec-s{s}-{task}", base, recipe)
         scratch, _ = train_scratch(base, recipe, cache=demo_cache(lib))
         skills.append(skill)
         n = sum(t.numel() for t in skill.tensors.values())
@@ -149,10 +126,10 @@ def _seed(lib, ui, s: int, sz: Sizes, step) -> dict:
         step()
     for task in sz.new_tasks:
         few = replace(sz.lora, task=task, seed=s, demos=sz.few, horizon=sz.base.horizon)
-        new_alone = _ensure_lora(lib, f"psec-s{s}-{task}-few", base, few)
+        new_alone = ensure_policy_lora(lib, f"psec-s{s}-{task}-few", base, few)
         r = replace(sz.router, task=task, seed=s, demos=sz.few, horizon=sz.base.horizon)
-        router, new = _ensure_router(lib, f"psec-s{s}-{task}-router", base, skills, r)
-        plain, _ = _ensure_router(lib, f"psec-s{s}-{task}-alpha", base, skills,
+        router, new = ensure_state_router(lib, f"psec-s{s}-{task}-router", base, skills, r)
+        plain, _ = ensure_state_router(lib, f"psec-s{s}-{task}-alpha", base, skills,
                                   replace(r, new_rank=0))
         row = {"task": task, "base": success_rate(load_policy(base), task, **ev)["success"],
                "new_lora": success_rate(load_policy(base, new_alone), task, **ev)["success"],
@@ -170,13 +147,13 @@ def _seed(lib, ui, s: int, sz: Sizes, step) -> dict:
 
 def _shift(lib, base, s, sz: Sizes, ev) -> dict:
     h = sz.base.horizon
-    at = [_ensure_lora(lib, f"psec-s{s}-{SHIFT_TASK}-speed{v}", base,
+    at = [ensure_policy_lora(lib, f"psec-s{s}-{SHIFT_TASK}-speed{v}", base,
                        replace(sz.lora, task=SHIFT_TASK, seed=s, speed=v, horizon=h))
           for v in SHIFT_SPEEDS]
     few = replace(sz.lora, task=SHIFT_TASK, seed=s, demos=sz.few, speed=SHIFT_TARGET, horizon=h)
-    new_alone = _ensure_lora(lib, f"psec-s{s}-{SHIFT_TASK}-speed{SHIFT_TARGET}-few", base, few)
+    new_alone = ensure_policy_lora(lib, f"psec-s{s}-{SHIFT_TASK}-speed{SHIFT_TARGET}-few", base, few)
     r = replace(sz.router, task=SHIFT_TASK, seed=s, demos=sz.few, speed=SHIFT_TARGET, horizon=h)
-    router, new = _ensure_router(lib, f"psec-s{s}-{SHIFT_TASK}-speed-router", base, at, r)
+    router, new = ensure_state_router(lib, f"psec-s{s}-{SHIFT_TASK}-speed-router", base, at, r)
     ev = {**ev, "speed": SHIFT_TARGET}
     return {"task": SHIFT_TASK, "speeds": list(SHIFT_SPEEDS), "target": SHIFT_TARGET,
             **{f"speed{v}": success_rate(load_policy(base, k), SHIFT_TASK, **ev)["success"]
