@@ -68,9 +68,61 @@ def test_policy_commands_refuse_bad_input_in_one_line(home, tiny_llama_dir, tmp_
         (["eval", "--base", "pol", "--tasks", "nope-v3"], "unknown Meta-World task"),
         (["eval", "--base", "lm", "--world", "metaworld", "--tasks", "reach-v3"], "evaluates policies"),
         (["base", "train", "b", "--world", "metaworld", "--tasks", "reach-v3,fly-v3"], "fly-v3"),
+        (["demo", "--profile", "policy", "--tasks", "door-open-v3,fly-v3", "--out", tmp_path / "d"],
+         "fly-v3"),
+        (["demo", "--profile", "policy", "--tasks", "drawer-close-v3", "--out", tmp_path / "d"],
+         "must differ"),
+        (["demo", "--profile", "robots", "--out", tmp_path / "d"], "choose from embedded"),
     ]
     for args, msg in cases:
         code, out, err = cli("--home", home, *args)
         assert one_line_error(code, err) and msg in err, (args, err)
     code, out, err = cli("--home", home, "policy", "tasks", "--json")
     assert code == 0 and '"reach-v3"' in out
+
+
+def test_frames_are_the_evaluated_episode_rendered(tmp_path):
+    from skillbank.policy.frames import NoRenderer, episode_frames, save_strip
+
+    pol = mw.expert("reach-v3")
+    act = lambda obs: pol.get_action(obs)  # noqa: E731
+    try:
+        shots, ok = episode_frames(act, "reach-v3", 0, mw.EVAL_GOALS[0], frames=3, size=32,
+                                   horizon=150)
+    except NoRenderer as e:
+        assert "libosmesa6" in str(e) and "\n" not in str(e)
+        pytest.skip("no offscreen renderer here")
+    ep = mw.run_episode(act, "reach-v3", 0, mw.EVAL_GOALS[0], 150)
+    assert ok == ep.success and shots.shape == (3, 32, 32, 3) and shots.dtype == np.uint8
+    assert shots.std() > 0 and not np.array_equal(shots[0], shots[-1])  # a scene, and it moves
+    save_strip(shots, tmp_path / "s.png")
+    import matplotlib.image
+
+    assert matplotlib.image.imread(tmp_path / "s.png").shape[:2] == (32, 96)
+
+
+def test_the_policy_demo_runs_end_to_end_on_tiny_sizes(home, tmp_path):
+    import json
+
+    from skillbank.cli.core import Ui
+    from skillbank.demo_policy import quick_config, run_policy_demo
+    from skillbank.library import Library
+
+    lib = Library.open(home, create=True)
+    s = run_policy_demo(lib, tmp_path / "out", quick_config(workers=None, frames=False), Ui(True))
+    cols = ["door-open-v3", "drawer-open-v3", "drawer-close-v3"]
+    assert list(s["skills"]) == ["policy-door-open", "policy-drawer-open"]
+    assert all(set(row) == set(cols) for row in s["matrix"].values()) and len(s["matrix"]) == 3
+    methods = s["composition"]["methods"]
+    assert set(methods) == {"base alone", "new LoRA", "α(s)", "α(s) + new LoRA", "linear",
+                            "task_arithmetic", "ties"}
+    for v in methods.values():  # each composed subject is a stored skill (or the base)
+        assert v["ref"].startswith("base:") or lib.get(v["ref"]).base == lib.base(
+            s["base"]["name"]).fingerprint
+    assert lib.get(methods["ties"]["ref"]).lineage[-1] == methods["new LoRA"]["ref"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == s
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Success curves" in html and "frames not asked for" in html
+    again = run_policy_demo(lib, tmp_path / "out2", quick_config(workers=None, frames=False),
+                            Ui(True))  # everything found by recipe: the same skills and figures
+    assert again["matrix"] == s["matrix"] and again["composition"] == s["composition"]

@@ -285,12 +285,13 @@ def _pass_until(ui, library, base, loaded, world, world_args, tasks, n, seed, ca
 
 @app.command("demo", rich_help_panel=PANEL)
 def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.html and summary.json go.")] = Path("skillbank-demo"),
-             steps: Annotated[int, typer.Option(min=1, help="Training steps per skill.")] = 300,
-             base_steps: Annotated[int, typer.Option(min=1, help="Base pre-training steps.")] = 800,
+             steps: Annotated[int | None, typer.Option(min=1, help="Training steps per skill (default: 300; policy: 1000).")] = None,
+             base_steps: Annotated[int | None, typer.Option(min=1, help="Base pre-training steps (default: 800; policy: 3000).")] = None,
              n: Annotated[int, typer.Option(min=1, help="Held-out examples per task.")] = 200,
              size: Annotated[str, typer.Option(help="Base size: tiny, mini, small, large.")] = "mini",
-             profile: Annotated[str, typer.Option(help="embedded (the tiny base, strings skills) or real (all-MiniLM-L6-v2 on Debian text; pip install 'skillbank[real]').")] = "embedded",
-             tasks: Annotated[str | None, typer.Option(help="Skills to acquire (default: rot,shift,dedup,drop,swap,dup; real: media,net,science,desktop).")] = None,
+             profile: Annotated[str, typer.Option(help="embedded (the tiny base, strings skills), real (all-MiniLM-L6-v2 on Debian text; pip install 'skillbank[real]') or policy (robot policies on Meta-World; pip install 'skillbank[policy]').")] = "embedded",
+             tasks: Annotated[str | None, typer.Option(help="Skills to acquire (default: rot,shift,dedup,drop,swap,dup; real: media,net,science,desktop; policy: door-open-v3,drawer-open-v3,button-press-topdown-v3,window-open-v3).")] = None,
+             episodes: Annotated[int, typer.Option(min=1, max=25, help="Policy profile: held-out goals per task.")] = 20,
              composition: Annotated[bool, typer.Option(help="Compose the skills (router and merges).")] = True,
              localization: Annotated[bool, typer.Option(help="Graft each skill into 1% of the weights.")] = True,
              graft_steps: Annotated[int | None, typer.Option(min=1, help="Mask-training steps per graft (default: the graft recipe's).")] = None,
@@ -311,11 +312,14 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
     if profile == "real":
         return _real_demo(out_dir, tasks, n, composition, localization, graft_steps, seed,
                           executor, address, workers, as_json)
+    if profile == "policy":
+        return _policy_demo(out_dir, tasks, steps, base_steps, episodes, composition, seed,
+                            executor, address, workers, as_json)
     if profile != "embedded":
-        raise SkillError(f"unknown profile {profile!r}; choose from embedded, real")
+        raise SkillError(f"unknown profile {profile!r}; choose from embedded, real, policy")
     tasks = tasks or "rot,shift,dedup,drop,swap,dup"
-    cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps, seed=seed), tasks=csv_list(tasks),
-                     steps=steps, n_eval=n, seed=seed, composition=composition, localization=localization,
+    cfg = DemoConfig(base=BaseRecipe(size=size, steps=base_steps or 800, seed=seed),
+                     tasks=csv_list(tasks), steps=steps or 300, n_eval=n, seed=seed, composition=composition, localization=localization,
                      graft_steps=graft_steps, router_steps=router_steps,
                      executor=executor, address=address,
                      workers=None if workers == 1 and not (executor or address) else workers)
@@ -341,6 +345,48 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
               [[k, *["n/a" if p["relative_gain"][m] is None else p["relative_gain"][m]
                      for m in ("learned", "top_delta", "random")],
                 p["token_ece"]["skill"], p["token_ece"]["learned"]] for k, p in loc["skills"].items()])
+    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
+              f"wall time {summary['wall_seconds']} s")
+
+
+def _policy_demo(out_dir, tasks, steps, base_steps, episodes, composition, seed, executor,
+                 address, workers, as_json) -> None:
+    from dataclasses import replace
+
+    from ..demo_policy import PolicyDemoConfig, run_policy_demo
+    from ..policy import require
+    from ..policy.env import check_task
+
+    require()
+    cfg = PolicyDemoConfig(episodes=episodes, composition=composition, seed=seed,
+                           executor=executor, address=address,
+                           workers=None if workers == 1 and not (executor or address) else workers)
+    if tasks:
+        cfg = replace(cfg, tasks=tuple(csv_list(tasks)))
+    for t in (*cfg.tasks, cfg.new_task):
+        check_task(t)   # an unknown task: one line (naming the valid ones) before any work
+    if len(set(cfg.tasks)) != len(cfg.tasks) or cfg.new_task in cfg.tasks:
+        raise SkillError(f"the demo's tasks must differ from each other and from {cfg.new_task}")
+    cfg = replace(cfg, base=replace(cfg.base, seed=seed, **({"steps": base_steps} if base_steps
+                                                           else {})),
+                  **({"steps": steps} if steps else {}))
+    summary = run_policy_demo(lib(create=True), out_dir, cfg, Ui(as_json))
+    if as_json:
+        return emit(summary)
+    table(f"policy skills on their own tasks (success over {episodes} held-out goals)",
+          ["skill", "task", "success", "± stderr", "base alone", "params", "> base"],
+          [[k, s["task"], s["success"], s["stderr"], s["base_success"], f"{s['fraction']:.1%}",
+            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
+    cols = [*cfg.tasks, cfg.new_task]
+    table("success matrix", ["subject", *cols],
+          [[subj, *[row[t] for t in cols]] for subj, row in summary["matrix"].items()])
+    if "composition" in summary:
+        c = summary["composition"]
+        table(f"composition on {c['task']} ({c['demos']} demonstrations)",
+              ["subject", "success", "± stderr"],
+              [[k, v["success"], v["stderr"]] for k, v in c["methods"].items()])
+    if summary["frames"]["note"]:
+        out.print(f"frames: {summary['frames']['note']}")
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")
 

@@ -4,7 +4,9 @@ MuJoCo renders offscreen through OSMesa (Debian's ``libosmesa6``; chosen by ``re
 it is installed and ``MUJOCO_GL`` is unset) or EGL (``MUJOCO_GL=egl`` with a GPU). Without
 either, rendering raises ``NoRenderer`` with one line that says so, and callers write no
 images. The episode is the same one ``run_episode`` runs (same task, benchmark seed and
-goal); the camera is Meta-World's ``corner2``, whose image MuJoCo returns bottom row first.
+goal), run twice: once unrendered for its length, once rendering only the frames kept
+(OSMesa renders in software: ~0.2 s a frame). The camera is Meta-World's ``corner2``,
+whose image MuJoCo returns bottom row first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import PolicyError, require
-from .env import HORIZON, _benchmark, check_horizon, check_speed, check_task
+from .env import HORIZON, _benchmark, check_horizon, check_speed, check_task, run_episode
 
 CAMERA = "corner2"
 
@@ -32,7 +34,10 @@ def episode_frames(act, task: str, seed: int, goal: int, frames: int = 6, size: 
     check_task(task), check_horizon(horizon), check_speed(speed)
     if not 1 <= frames <= 64 or not 16 <= size <= 512:
         raise PolicyError("frames must be in [1, 64] and size in [16, 512]")
+    ep = run_episode(act, task, seed, goal, horizon, speed)  # first, its length, unrendered
+    pick = set(np.linspace(0, ep.steps, frames).round().astype(int).tolist())
     bench, _ = _benchmark(task, seed)
+    shots = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -41,14 +46,12 @@ def episode_frames(act, task: str, seed: int, goal: int, frames: int = 6, size: 
             env.set_task(bench.train_tasks[goal])
             env.action_scale = 0.01 * speed
             obs, _ = env.reset()
-            shots, success = [env.render()[::-1].copy()], False
-            for _ in range(horizon):
-                a = np.clip(np.asarray(act(obs), dtype=np.float64), -1.0, 1.0)
-                obs, _, _, _, info = env.step(a)
-                shots.append(env.render()[::-1].copy())
-                if info.get("success"):
-                    success = True
-                    break
+            for t in range(ep.steps + 1):  # then again, rendered only at the frames kept
+                if t in pick:
+                    shots.append(env.render()[::-1].copy())
+                if t < ep.steps:
+                    a = np.clip(np.asarray(act(obs), dtype=np.float64), -1.0, 1.0)
+                    obs, *_ = env.step(a)
         except PolicyError:
             raise
         except Exception as e:  # noqa: BLE001 — OpenGL/EGL/OSMesa fail with many types
@@ -58,8 +61,9 @@ def episode_frames(act, task: str, seed: int, goal: int, frames: int = 6, size: 
         finally:
             if "env" in locals():
                 env.close()
-    pick = np.linspace(0, len(shots) - 1, frames).round().astype(int)
-    return np.stack([shots[i] for i in pick]), success
+    while len(shots) < frames:  # an episode shorter than ``frames`` steps repeats its last
+        shots.append(shots[-1])
+    return np.stack(shots[:frames]), ep.success
 
 
 def save_strip(frames: np.ndarray, path: Path) -> Path:

@@ -5,7 +5,9 @@ same recipe. ``policy-train``: one LoRA policy skill cloned and stored; already 
 a version of its name has the same base and recipe. ``policy-eval``: one subject (a skill
 ref, or ``base:NAME``) on one task — its held-out success rate (``evaluate.success_rate``),
 returned, not stored: rollouts are deterministic in (subject, task, seed), so the same job
-gives the same figures again.
+gives the same figures again. ``policy-route``: PSEC's α(s) over member skills (and a new
+LoRA beside it when the recipe's ``new_rank`` > 0) trained and stored; already stored when
+a version of its name has the same base, recipe and members.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .bc import (
     train_policy_lora,
 )
 from .evaluate import load_policy, success_rate
+from .routed import StateRouterRecipe, ensure_state_router
 
 
 def policy_base_job(name: str, recipe: PolicyBaseRecipe) -> Job:
@@ -66,6 +69,36 @@ def _train_run(worker, lib: Library, spec: dict) -> dict:
 
 
 POLICY_TRAIN = register("policy-train", _train_run, _train_stored)
+
+
+def policy_route_job(name: str, base: Base, members: list[str], recipe: StateRouterRecipe) -> Job:
+    return POLICY_ROUTE.job({"name": name, "base": base.name, "members": list(members),
+                             "recipe": asdict(recipe)}, f"route {name}")
+
+
+def _route_result(router, new, made: bool) -> dict:
+    return {"ref": router.ref, "new_lora": None if new is None else new.ref, "new": made}
+
+
+def _route_stored(lib: Library, spec: dict) -> dict | None:
+    base = lib.base(spec["base"])
+    want = {**StateRouterRecipe(**spec["recipe"]).as_dict(), "members": spec["members"]}
+    ref = lib.find(spec["name"], base.fingerprint, want)
+    if ref is None:
+        return None
+    fixed = lib.get(ref).config["fixed"]
+    return {"ref": ref, "new_lora": fixed[0] if fixed else None, "new": False}
+
+
+def _route_run(worker, lib: Library, spec: dict) -> dict:
+    base = lib.base(spec["base"])
+    router, new = ensure_state_router(lib, spec["name"], base,
+                                      [lib.get(r) for r in spec["members"]],
+                                      StateRouterRecipe(**spec["recipe"]))
+    return _route_result(router, new, True)
+
+
+POLICY_ROUTE = register("policy-route", _route_run, _route_stored)
 
 
 def policy_eval_job(subject: str, base: Base, task: str, episodes: int, seed: int,
