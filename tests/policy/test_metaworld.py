@@ -126,3 +126,50 @@ def test_the_policy_demo_runs_end_to_end_on_tiny_sizes(home, tmp_path):
     again = run_policy_demo(lib, tmp_path / "out2", quick_config(workers=None, frames=False),
                             Ui(True))  # everything found by recipe: the same skills and figures
     assert again["matrix"] == s["matrix"] and again["composition"] == s["composition"]
+
+
+def test_continual_strategies_on_tiny_sizes_and_their_metrics_from_R(tmp_path):
+    from skillbank.evaluate import continual as metrics
+    from skillbank.library import Library
+    from skillbank.policy.continual import PolicyContinualRecipe, run_policy_continual
+    from skillbank.policynet import new_policy
+
+    new_policy(8, 1, np.zeros(39), np.ones(39), 0).save_pretrained(tmp_path / "pol")
+    base = Library.open(tmp_path / "home").add_base("pol", tmp_path / "pol")
+    r = PolicyContinualRecipe(("reach-v3", "push-v3"), demos=1, rank=2, steps=4, curve_points=1,
+                              episodes=1, horizon=150)
+    out = run_policy_continual(base, r)
+    assert set(out["strategies"]) == {"seq", "replay", "ewc", "expand"}
+    for name, s in out["strategies"].items():
+        R, curves = s["R"], s["curves"]
+        assert len(R) == 2 and all(len(row) == 2 for row in R)
+        assert [len(c) for c in curves] == [2, 2]  # step 0 and the checkpoint
+        assert all(row[k] == c[-1] for k, (row, c) in enumerate(zip(R, curves)))
+        assert s["acc"] == metrics.acc(R) and s["forgetting"] == metrics.forgetting_chaudhry(R)
+        assert s["fwt"] == metrics.libero(curves, R)["fwt"], name
+    e = out["strategies"]["expand"]["R"]
+    assert e[0][1] == out["b"][1] and e[1][0] == e[0][0]  # the base on a task not yet learnt
+    assert out["strategies"]["expand"]["forgetting"] == 0
+
+
+def test_the_ewc_fisher_is_the_mean_squared_gradient():
+    from skillbank.policy.continual import fisher
+
+    lin = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.5, -1.0]]))
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, obs):
+            return self.lin(obs)
+    m = M()
+    obs = np.tile(np.array([[1.0, 2.0]], np.float32), (4, 1))  # every minibatch the same
+    act = np.full((4, 1), 0.25, np.float32)
+    F = fisher(m, {"w": lin.weight}, obs, act, 2, 0)
+    # loss = (w·x − y)² ; w·x = 0.5 − 2 = −1.5, residual −1.75, grad = 2·(−1.75)·x
+    g = np.array([2 * -1.75 * 1.0, 2 * -1.75 * 2.0])
+    assert np.allclose(F["w"].numpy(), g[None] ** 2)

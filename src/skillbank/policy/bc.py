@@ -232,28 +232,36 @@ def policy_lora_config(base: Base, rank: int, alpha: int) -> dict:
             "fan_in_fan_out": False, "use_rslora": False, "task_type": None}
 
 
+def policy_peft(base: Base, rank: int, alpha: int, seed: int):
+    """The policy base wrapped by PEFT with a fresh LoRA (initialised under ``seed``) on its
+    linear layers: ``(model, {name: trainable parameter})``."""
+    from peft import LoraConfig, get_peft_model
+
+    from ..acquire.lora import check_rank
+
+    check_policy_base(base)
+    model = base.load_model()
+    targets = list(base.arch.targets)
+    check_rank(model, targets, rank)
+    torch.manual_seed(seed)
+    model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets,
+                                             lora_dropout=0.0, bias="none"))
+    return model, {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
 def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=None,
                       cache: Path | None = None) -> Skill:
     """A LoRA policy skill cloned from the recipe's demonstrations, the base frozen."""
-    from peft import LoraConfig, get_peft_model
-
-    from ..acquire.lora import check_rank, lora_tensors
+    from ..acquire.lora import lora_tensors
 
     require()
-    check_policy_base(base)
     demos = recipe.demonstrations(cache)
-    model = base.load_model()
+    peft_model, params = policy_peft(base, recipe.rank, recipe.alpha, recipe.seed)
     cfg = policy_lora_config(base, recipe.rank, recipe.alpha)
-    check_rank(model, cfg["target_modules"], recipe.rank)
-    torch.manual_seed(recipe.seed)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
-        lora_dropout=0.0, bias="none"))
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    log = fit(peft_model, params, demos.obs, demos.act, recipe.steps, recipe.lr,
+    log = fit(peft_model, list(params.values()), demos.obs, demos.act, recipe.steps, recipe.lr,
               recipe.batch_size, recipe.seed, progress)
     tensors = lora_tensors(peft_model)
-    n_base = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    n_base = sum(p.numel() for p in peft_model.parameters() if not p.requires_grad)
     n_lora = sum(t.numel() for t in tensors.values())
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
                  recipe=recipe.as_dict(),

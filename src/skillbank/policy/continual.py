@@ -34,7 +34,7 @@ from ..acquire.regularize import ewc_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
 from . import PolicyError
-from .bc import _positive_int, _rate, check_policy_base, fit
+from .bc import _positive_int, _rate, check_policy_base, fit, policy_peft
 from .env import HORIZON, check_horizon, check_task, demonstrations, eval_goals
 from .evaluate import success_rate
 
@@ -93,16 +93,6 @@ class PolicyContinualRecipe:
                        for j in range(1, self.curve_points + 1)})
 
 
-def _peft(base: Base, recipe: PolicyContinualRecipe, seed: int):
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    model = get_peft_model(base.load_model(), LoraConfig(
-        r=recipe.rank, lora_alpha=2 * recipe.rank, target_modules=list(base.arch.targets),
-        lora_dropout=0.0, bias="none"))
-    return model, {k: p for k, p in model.named_parameters() if p.requires_grad}
-
-
 def fisher(model, params: dict, obs: np.ndarray, act: np.ndarray, batch_size: int,
            seed: int) -> dict[str, torch.Tensor]:
     """Empirical Fisher diagonal of the BC loss: mean over minibatches of grad²."""
@@ -147,7 +137,7 @@ def run_policy_continual(base: Base, recipe: PolicyContinualRecipe, cache=None,
 
 def _shared(base, r: PolicyContinualRecipe, demos, strategy: str, success) -> dict:
     """seq, replay or ewc: one LoRA carried from task to task."""
-    model, params = _peft(base, r, r.seed)
+    model, params = policy_peft(base, r.rank, 2 * r.rank, r.seed)
     R, curves, F, anchor = [], [], None, None
     for k, (task, d) in enumerate(zip(r.tasks, demos, strict=True)):
         curve = [success(model, task)]
@@ -174,7 +164,7 @@ def _expand(base, r: PolicyContinualRecipe, demos, b, success) -> dict:
     """A new LoRA per task; earlier ones frozen (checked bit for bit after every task)."""
     R, curves, kept, own = [], [], [], []
     for k, (task, d) in enumerate(zip(r.tasks, demos, strict=True)):
-        model, params = _peft(base, r, r.seed + k)
+        model, params = policy_peft(base, r.rank, 2 * r.rank, r.seed + k)
         curve = [success(model, task)]
         fit(model, list(params.values()), d.obs, d.act, r.steps, r.lr, r.batch_size, r.seed + k,
             at=(r.checkpoints(), lambda _step, task=task, model=model: curve.append(
