@@ -77,7 +77,7 @@ def main() -> None:
         rates = []
         for task in TASKS:
             zero, n0 = _steps_per_second(lambda _s: np.zeros(4), task, goals)
-            exp, n1 = _steps_per_second(expert(task), task, goals)
+            exp, n1 = _steps_per_second(expert(task).get_action, task, goals)
             pol, n2 = _steps_per_second(act, task, goals)
             rates.append({"task": task, "simulator": round(zero), "expert": round(exp),
                           "policy": round(pol), "steps": [n0, n1, n2]})
