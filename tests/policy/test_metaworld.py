@@ -173,3 +173,38 @@ def test_the_ewc_fisher_is_the_mean_squared_gradient():
     # loss = (w·x − y)² ; w·x = 0.5 − 2 = −1.5, residual −1.75, grad = 2·(−1.75)·x
     g = np.array([2 * -1.75 * 1.0, 2 * -1.75 * 2.0])
     assert np.allclose(F["w"].numpy(), g[None] ** 2)
+
+
+def test_route_and_continual_commands_take_policy_skills(home, tmp_path):
+    import json
+
+    from faults.faults_helpers import cli, one_line_error
+    from skillbank.policynet import new_policy
+
+    new_policy(8, 1, np.zeros(39), np.ones(39), 0).save_pretrained(tmp_path / "pol")
+    assert cli("--home", home, "base", "add", "pol", "--from", tmp_path / "pol")[0] == 0
+    for name, task in (("a", "reach-v3"), ("b", "push-v3")):
+        code, _, err = cli("--home", home, "train", name, "--base", "pol", "--task", task,
+                           "--demos", "1", "--steps", "3", "--rank", "2")
+        assert code == 0, err
+    code, out, err = cli("--home", home, "route", "r", "--from", "a,b", "--tasks", "reach-v3",
+                         "--demos", "1", "--steps", "3", "--new-rank", "2", "--episodes", "1",
+                         "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["router"] == "r@1" and r["new_lora"] == "r-new@1"
+    assert set(r["success"]) == {"r@1", "a@1", "b@1"}
+    code, out, err = cli("--home", home, "continual", "--world", "metaworld", "--base", "pol",
+                         "--tasks", "reach-v3,push-v3", "--strategy", "seq,expand", "--steps",
+                         "3", "--episodes", "1", "--demos", "1", "--json")
+    assert code == 0, err
+    c = json.loads(out)
+    assert set(c["strategies"]) == {"seq", "expand"}
+    assert c["strategies"]["expand"]["forgetting"] == 0
+    for args, msg in ((["route", "r2", "--from", "a,b"], "pass --tasks"),
+                      (["continual", "--world", "metaworld", "--tasks", "reach-v3,push-v3"],
+                       "needs --base"),
+                      (["continual", "--world", "metaworld", "--base", "pol", "--tasks",
+                        "reach-v3,push-v3", "--strategy", "olora"], "unknown strategy")):
+        code, _, err = cli("--home", home, *args)
+        assert one_line_error(code, err) and msg in err, (args, err)

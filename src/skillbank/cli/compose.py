@@ -183,14 +183,24 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
               lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default: RouterRecipe's).")] = None,
               distil: Annotated[bool, typer.Option(help="Also store a static linear merge at the router's mean α.")] = False,
               n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for the evaluation.")] = 200,
+              demos: Annotated[int, typer.Option(min=1, help="Policy skills: demonstrations of the task that train α(s).")] = 5,
+              new_rank: Annotated[int, typer.Option(min=0, help="Policy skills: rank of a new LoRA trained beside α(s) (0: none).")] = 0,
+              episodes: Annotated[int, typer.Option(min=1, max=25, help="Policy skills: held-out goals for the evaluation.")] = 20,
               seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Learn per-input routing over frozen skills (PSEC); only the router trains."""
+    """Learn per-input routing over frozen skills (PSEC); only the router trains. On policy
+    skills, α(s) per state for one task (--tasks), from its demonstrations."""
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import MergeSpec, merge_skills
     from ..compose.route import RouterRecipe, distil_weights, train_router
 
     library = lib(write=True)
     skills = [library.get(r) for r in csv_list(members)]
+    if skills and library.base_of(skills[0]).kind == "policy":
+        from .policy import route
+
+        return route(library, library.base_of(skills[0]), new, skills,
+                     csv_list(tasks) if tasks else None, demos, steps, lr, new_rank, episodes,
+                     seed, as_json)
     task_list = csv_list(tasks) if tasks else member_tasks(skills)
     if None in task_list:
         raise SkillError("some members have no task in their recipe: pass --tasks")

@@ -26,10 +26,11 @@ def continual_cmd(
     base: Annotated[
         str | None, typer.Option(help="Base name or fingerprint (default: the demo's base).")
     ] = None,
-    steps: Annotated[
-        int, typer.Option(min=1, help="Optimiser steps per task (same for every strategy).")
-    ] = 100,
-    batch_size: Annotated[int, typer.Option(min=1, help="Examples per step.")] = 64,
+    steps: Annotated[int | None, typer.Option(min=1, help=(
+        "Optimiser steps per task, the same for every strategy (default 100; metaworld 1000)."))
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Examples per step (default 64; metaworld 128).")] = None,
     n_eval: Annotated[
         int, typer.Option("--n-eval", min=1, help="Held-out examples per task per evaluation.")
     ] = 200,
@@ -65,6 +66,10 @@ def continual_cmd(
              "default: in this process.")] = None,
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    episodes: Annotated[int, typer.Option(
+        min=1, max=25, help="--world metaworld: held-out goals per measurement.")] = 10,
+    demos: Annotated[int, typer.Option(
+        min=1, help="--world metaworld: demonstrations per task.")] = 10,
 ) -> None:
     """Learn skills one after another and measure forgetting and transfer.
 
@@ -77,12 +82,22 @@ def continual_cmd(
     from ..continual.strategies import ContinualConfig, joint_reference
 
     strategies = list(dict.fromkeys(csv_list(strategy)))
+    if world == "metaworld":  # policy skills: seq, replay, ewc, expand, in this process
+        if base is None:
+            raise SkillError("--world metaworld needs --base (a policy base: `skillbank base "
+                             "train NAME --world metaworld`)")
+        from .policy import continual
+
+        library = lib()
+        return continual(library, library.base(base), csv_list(tasks), strategies,
+                         steps or 1000, batch_size or 128, episodes, demos, curve_points, seed,
+                         as_json)
     cfg = ContinualConfig(
         tasks=csv_list(tasks),
         strategy=strategies[0],
         world=world,
-        steps=steps,
-        batch_size=batch_size,
+        steps=steps or 100,
+        batch_size=batch_size or 64,
         n_eval=n_eval,
         ewc_lambda=ewc_lambda,
         olora_lambda=olora_lambda,

@@ -111,3 +111,77 @@ def evaluate(library, b, loaded, tasks: str | None, episodes: int, seed: int, ho
           [[s, *(f"{matrix[s][t]['success']:.2f}±{matrix[s][t]['stderr']:.2f}"
                  + (f" ({matrix[s][t]['errors']} errors)" if matrix[s][t]["errors"] else "")
                  for t in task_list)] for s in subjects])
+
+
+def route(library, base, new: str, skills, tasks: list[str] | None, demos: int, steps,
+          lr, new_rank: int, episodes: int, seed: int, as_json: bool) -> None:
+    """PSEC's α(s) over policy skills for one task (the ``policy-route`` job), then its
+    success beside each member alone on that task."""
+    from ..policy import require
+    from ..policy.env import HORIZON, check_task, eval_goals
+    from ..policy.jobs import policy_route_job, success_matrix
+    from ..policy.routed import StateRouterRecipe
+    from ..run import ensure, get_executor
+    from ..skill import SkillError, check_name
+
+    require()
+    check_name(new, "skill name")
+    if not tasks or len(tasks) != 1:
+        raise SkillError("a policy router learns one task: pass --tasks TASK (its "
+                         "demonstrations train α(s))")
+    check_task(tasks[0])
+    eval_goals(episodes)
+    given = {k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None}
+    recipe = StateRouterRecipe(tasks[0], demos=demos, new_rank=new_rank, seed=seed, **given)
+    ui = Ui(as_json)
+    with get_executor() as ex:
+        with ui.jobs(f"route {new}", 1) as progress:
+            (done,) = ensure(ex, library, [policy_route_job(new, base, [s.ref for s in skills],
+                                                            recipe)], progress, what="routing")
+        subjects = [done.result["ref"], *[s.ref for s in skills]]
+        with ui.jobs("evaluate", len(subjects)) as progress:
+            m = success_matrix(ex, library, base, subjects, tasks, episodes, seed, HORIZON,
+                               progress=progress)
+    result = {"router": done.result["ref"], "new_lora": done.result["new_lora"],
+              "task": tasks[0], "episodes": episodes,
+              "success": {s: m[s][tasks[0]]["success"] for s in subjects},
+              "stderr": {s: m[s][tasks[0]]["stderr"] for s in subjects}}
+    library.add_result(result["router"], "metaworld", tasks[0], result)
+    if as_json:
+        return emit(result)
+    table(f"{result['router']} on {tasks[0]}: success over {episodes} held-out goals",
+          ["subject", "success", "± stderr"],
+          [[s, result["success"][s], result["stderr"][s]] for s in subjects])
+
+
+def continual(library, base, tasks: list[str], strategies: list[str], steps: int,
+              batch_size: int, episodes: int, demos: int, curve_points: int, seed: int,
+              as_json: bool) -> None:
+    """Policy tasks learnt one after another (``policy.continual``), in this process."""
+    from ..policy import require
+    from ..policy.bc import check_policy_base, demo_cache
+    from ..policy.continual import PolicyContinualRecipe, run_policy_continual
+
+    require()
+    check_policy_base(base)
+    recipe = PolicyContinualRecipe(tuple(tasks), tuple(strategies), demos=demos, steps=steps,
+                                   batch_size=batch_size, episodes=episodes, seed=seed,
+                                   curve_points=max(1, curve_points))
+    ui = Ui(as_json)
+    with ui.jobs(f"continual {','.join(strategies)}", len(strategies)) as progress:
+        done = [0]
+
+        def step(n):
+            done[0] += n
+            progress(done[0], len(strategies))
+        res = run_policy_continual(base, recipe, cache=demo_cache(library), progress=step)
+    if as_json:
+        return emit(res)
+    for name, r in res["strategies"].items():
+        table(f"R ({name}): success on each task (column) after learning task (row); b = base",
+              ["after", *tasks], [["b", *res["b"]], *[[t, *row] for t, row in
+                                                     zip(tasks, r["R"], strict=True)]])
+    table("metrics (LIBERO's FWT, NBT, AUC; Chaudhry's forgetting)",
+          ["strategy", "ACC", "BWT", "forgetting", "FWT", "NBT", "AUC"],
+          [[k, v["acc"], v["bwt"], v["forgetting"], v["fwt"], v["nbt"], v["auc"]]
+           for k, v in res["strategies"].items()])
