@@ -201,10 +201,41 @@ def test_route_and_continual_commands_take_policy_skills(home, tmp_path):
     c = json.loads(out)
     assert set(c["strategies"]) == {"seq", "expand"}
     assert c["strategies"]["expand"]["forgetting"] == 0
+    code, out, err = cli("--home", home, "transfer", "reach-v3", "--candidates", "a,b", "--demos",
+                         "1", "--verify", "--steps", "3", "--episodes", "1", "--json")
+    assert code == 0, err
+    t = json.loads(out)
+    assert set(t["scores"]) == {"base", "a@1", "b@1"} and set(t["verified"]) == {
+        "a@1", "b@1", "scratch"}
+    assert t["ranking"] == sorted(["a@1", "b@1"], key=lambda r: -t["scores"][r]["logme"])
+    assert set(t["agreement"]) == {"logme", "bc"}
     for args, msg in ((["route", "r2", "--from", "a,b"], "pass --tasks"),
+                      (["transfer", "reach-v3", "--candidates", "a,b", "--estimator", "leep"],
+                       "does not apply"),
                       (["continual", "--world", "metaworld", "--tasks", "reach-v3,push-v3"],
                        "needs --base"),
                       (["continual", "--world", "metaworld", "--base", "pol", "--tasks",
                         "reach-v3,push-v3", "--strategy", "olora"], "unknown strategy")):
         code, _, err = cli("--home", home, *args)
         assert one_line_error(code, err) and msg in err, (args, err)
+
+
+def test_policy_features_are_what_the_head_reads(tmp_path):
+    from skillbank.library import Library
+    from skillbank.policy.evaluate import load_policy
+    from skillbank.policy.transfer import policy_features
+    from skillbank.policynet import new_policy
+
+    new_policy(8, 2, np.zeros(39), np.ones(39), 0).save_pretrained(tmp_path / "pol")
+    base = Library.open(tmp_path / "home").add_base("pol", tmp_path / "pol")
+    model = load_policy(base)
+    obs = np.random.default_rng(0).normal(size=(5, 39)).astype(np.float32)
+    feats, act = policy_features(model, obs)
+    with torch.no_grad():
+        x = model.embed(model.features(torch.as_tensor(obs)))
+        for block in model.blocks:
+            x = block(x)
+        by_hand = model.norm(x)
+    assert feats.shape == (5, 8) and np.allclose(feats, by_hand.double().numpy(), atol=1e-6)
+        head = model.head(by_hand).double().numpy()
+    assert np.allclose(act, head, atol=1e-6)

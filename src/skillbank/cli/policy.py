@@ -185,3 +185,72 @@ def continual(library, base, tasks: list[str], strategies: list[str], steps: int
           ["strategy", "ACC", "BWT", "forgetting", "FWT", "NBT", "AUC"],
           [[k, v["acc"], v["bwt"], v["forgetting"], v["fwt"], v["nbt"], v["auc"]]
            for k, v in res["strategies"].items()])
+
+
+def transfer(library, base, task: str, skills, estimator: str, verify: bool, steps: int,
+             demos: int, episodes: int, seed: int, executor, address, workers,
+             as_json: bool) -> None:
+    """Rank policy skills as starting points for ``task`` (``policy.transfer``); with
+    ``verify``, learn it from each (one ``policy-verify`` job each) and compare the orders."""
+    from ..policy import require
+    from ..policy.bc import PolicyLoraRecipe, demo_cache
+    from ..policy.env import check_task, eval_goals
+    from ..policy.jobs import policy_verify_job
+    from ..policy.transfer import POLICY_ESTIMATORS, score_policy_candidates
+    from ..run import EXECUTORS, get_executor
+    from ..skill import SkillError
+    from ..transfer.rank import agreement
+
+    require()
+    check_task(task)
+    eval_goals(episodes)
+    if estimator not in POLICY_ESTIMATORS:
+        raise SkillError(f"estimator {estimator!r} does not apply to policy skills (actions are "
+                         f"not classes); choose from {', '.join(POLICY_ESTIMATORS)}")
+    if executor is not None and executor not in EXECUTORS:
+        raise SkillError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if (executor or address or workers) and not verify:
+        raise SkillError("--executor, --address and --workers run the --verify fine-tunes; "
+                         "add --verify")
+    for s in skills:
+        if verify and s.kind != "lora":
+            raise SkillError(f"verify fine-tunes from LoRA skills; {s.ref} is a {s.kind} skill")
+    ui = Ui(as_json)
+    with ui.jobs("score candidates", len(skills) + 1) as progress:
+        scored = score_policy_candidates(base, skills, task, demos, seed, demo_cache(library),
+                                         progress=progress)
+    result = {**scored, "task": task, "world": "metaworld", "base": base.name,
+              "estimator": estimator, "rankings": scored["ranking"],
+              "ranking": scored["ranking"][estimator]}
+    if verify:
+        recipe = PolicyLoraRecipe(task, demos=demos, steps=steps, seed=seed)
+        runs = [(s.ref, s.ref, False) for s in skills] + [("scratch", skills[0].ref, True)]
+        jobs = [policy_verify_job(base, src, scratch, recipe, episodes) for _, src, scratch in runs]
+        with get_executor(executor, address, workers) as ex, \
+                ui.jobs(f"verify (learn {task} from each, {ex.name} × {ex.workers})",
+                        len(jobs)) as progress:
+            done = ex.run_all(library.home, jobs, "verify", progress=progress)
+        result["verified"] = {subject: r.result for (subject, _, _), r in
+                              zip(runs, done, strict=True)}
+        refs = [s.ref for s in skills]
+        success = [result["verified"][r]["success"] for r in refs]
+        result["agreement"] = {e: agreement([scored["scores"][r][e] for r in refs], success)
+                               for e in POLICY_ESTIMATORS} if len(refs) > 1 else {}
+    library.add_result(f"transfer:{task}", "metaworld", task, result,
+                       {"candidates": [s.ref for s in skills], "seed": seed, "demos": demos})
+    if as_json:
+        return emit(result)
+    rows = [[i, ref, *[scored["scores"][ref][e] for e in POLICY_ESTIMATORS]]
+            + ([result["verified"][ref]["success"]] if verify else [])
+            for i, ref in enumerate(result["ranking"], 1)]
+    rows.append(["-", "base (reference)", *[scored["scores"]["base"][e]
+                                            for e in POLICY_ESTIMATORS]]
+                + ([f"scratch {result['verified']['scratch']['success']}"] if verify else []))
+    table(f"candidates for {task} ranked by {estimator} ({scored['rows']} demonstration states)",
+          ["rank", "skill", *POLICY_ESTIMATORS, *(["success after learning"] if verify else [])],
+          rows)
+    if verify and result["agreement"]:
+        table(f"score vs success after {steps} steps ({episodes} held-out goals)",
+              ["estimator", "kendall τ", "weighted τ", "top-1 hit"],
+              [[e, a["kendall_tau"], a["weighted_tau"], "yes" if a["top1"] else "no"]
+               for e, a in result["agreement"].items()])

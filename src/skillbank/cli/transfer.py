@@ -38,7 +38,9 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
                  verify: Annotated[bool, typer.Option(
                      "--verify", help="Fine-tune from each candidate (and from scratch) and "
                                       "report Kendall's τ, weighted τ, top-1 hit.")] = False,
-                 steps: Annotated[int, typer.Option(min=1, help="--verify: training steps per run.")] = 150,
+                 steps: Annotated[int | None, typer.Option(min=1, help="--verify: training steps per run (default 150; policy skills 1000).")] = None,
+                 demos: Annotated[int, typer.Option(min=1, help="Policy skills: demonstrations of TASK to score on and learn from.")] = 10,
+                 episodes: Annotated[int, typer.Option(min=1, max=25, help="Policy skills, --verify: held-out goals.")] = 20,
                  n_eval: Annotated[int, typer.Option(min=1, help="--verify: held-out examples.")] = 200,
                  seed: int = 0, as_json: JsonOpt = False,
                  executor: Annotated[str | None, typer.Option(
@@ -54,12 +56,19 @@ def transfer_cmd(task: Annotated[str, typer.Argument(help="Target task, e.g. rot
     from ..transfer.rank import POSITIONS, compare, score_candidates
     from ..worlds import get_world
 
+    library = lib(write=True)
+    skills = [library.get(r) for r in csv_list(candidates)]
+    if skills and library.base_of(skills[0]).kind == "policy":
+        from .policy import transfer
+
+        return transfer(library, library.base_of(skills[0]), task, skills, estimator, verify,
+                        steps or 1000, demos, episodes, seed, executor, address, workers,
+                        as_json)
+    steps = steps or 150
     if estimator not in ESTIMATORS:
         raise SkillError(f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
     if positions not in POSITIONS:
         raise SkillError(f"unknown positions {positions!r}; choose from {', '.join(POSITIONS)}")
-    library = lib(write=True)
-    skills = [library.get(r) for r in csv_list(candidates)]
     world, world_args = world_of(library, skills, world, data)
     get_world(world, **world_args).examples(task, 1, seed=0)   # unknown task: fail before work
     base = library.base_of(skills[0])

@@ -250,13 +250,19 @@ def policy_peft(base: Base, rank: int, alpha: int, seed: int):
 
 
 def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=None,
-                      cache: Path | None = None) -> Skill:
-    """A LoRA policy skill cloned from the recipe's demonstrations, the base frozen."""
-    from ..acquire.lora import lora_tensors
+                      cache: Path | None = None, init: dict | None = None) -> Skill:
+    """A LoRA policy skill cloned from the recipe's demonstrations, the base frozen; with
+    ``init``, its A and B start from those tensors (another skill's, same rank) instead of
+    PEFT's fresh init, and the recipe records their sha256 under ``init``."""
+    from ..acquire.lora import load_lora_init, lora_tensors
 
     require()
     demos = recipe.demonstrations(cache)
     peft_model, params = policy_peft(base, recipe.rank, recipe.alpha, recipe.seed)
+    made = recipe.as_dict()
+    if init is not None:
+        with torch.no_grad():
+            made["init"] = load_lora_init(params, init)
     cfg = policy_lora_config(base, recipe.rank, recipe.alpha)
     log = fit(peft_model, list(params.values()), demos.obs, demos.act, recipe.steps, recipe.lr,
               recipe.batch_size, recipe.seed, progress)
@@ -264,7 +270,7 @@ def train_policy_lora(name: str, base: Base, recipe: PolicyLoraRecipe, progress=
     n_base = sum(p.numel() for p in peft_model.parameters() if not p.requires_grad)
     n_lora = sum(t.numel() for t in tensors.values())
     return Skill(name=name, kind="lora", base=base.fingerprint, tensors=tensors, config=cfg,
-                 recipe=recipe.as_dict(),
+                 recipe=made,
                  metrics={"train": {"final_loss": log["curve"][-1][1], "curve": log["curve"],
                                     "seconds": log["seconds"], "demo_steps": demos.steps,
                                     "expert_failures": demos.expert_failures,

@@ -7,7 +7,8 @@ ref, or ``base:NAME``) on one task — its held-out success rate (``evaluate.suc
 returned, not stored: rollouts are deterministic in (subject, task, seed), so the same job
 gives the same figures again. ``policy-route``: PSEC's α(s) over member skills (and a new
 LoRA beside it when the recipe's ``new_rank`` > 0) trained and stored; already stored when
-a version of its name has the same base, recipe and members.
+a version of its name has the same base, recipe and members. ``policy-verify``: one
+fine-tune of ``transfer --verify`` on policy skills (``transfer.verify_policy``), returned.
 """
 
 from __future__ import annotations
@@ -130,6 +131,23 @@ def _eval_run(worker, lib: Library, spec: dict) -> dict:
 
 
 POLICY_EVAL = register("policy-eval", _eval_run)
+
+
+def policy_verify_job(base: Base, source: str, scratch: bool, recipe: PolicyLoraRecipe,
+                      episodes: int) -> Job:
+    return POLICY_VERIFY.job({"base": base.name, "source": source, "scratch": scratch,
+                              "recipe": asdict(recipe), "episodes": episodes},
+                             f"verify {'scratch' if scratch else source}")
+
+
+def _verify_run(worker, lib: Library, spec: dict) -> dict:
+    from .transfer import verify_policy
+
+    return verify_policy(lib.base(spec["base"]), lib.get(spec["source"]), spec["scratch"],
+                         PolicyLoraRecipe(**spec["recipe"]), spec["episodes"], demo_cache(lib))
+
+
+POLICY_VERIFY = register("policy-verify", _verify_run)
 
 
 def success_matrix(ex, lib: Library, base: Base, subjects: list[str], tasks: list[str],
