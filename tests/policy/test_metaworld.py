@@ -236,6 +236,6 @@ def test_policy_features_are_what_the_head_reads(tmp_path):
         for block in model.blocks:
             x = block(x)
         by_hand = model.norm(x)
-    assert feats.shape == (5, 8) and np.allclose(feats, by_hand.double().numpy(), atol=1e-6)
         head = model.head(by_hand).double().numpy()
+    assert feats.shape == (5, 8) and np.allclose(feats, by_hand.double().numpy(), atol=1e-6)
     assert np.allclose(act, head, atol=1e-6)
