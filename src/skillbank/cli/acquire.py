@@ -313,7 +313,9 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
         return _real_demo(out_dir, tasks, n, composition, localization, graft_steps, seed,
                           executor, address, workers, as_json)
     if profile == "policy":
-        return _policy_demo(out_dir, tasks, steps, base_steps, episodes, composition, seed,
+        from .policy import demo as policy_demo
+
+        return policy_demo(out_dir, tasks, steps, base_steps, episodes, composition, seed,
                             executor, address, workers, as_json)
     if profile != "embedded":
         raise SkillError(f"unknown profile {profile!r}; choose from embedded, real, policy")
@@ -345,48 +347,6 @@ def demo_cmd(out_dir: Annotated[Path, typer.Option("--out", help="Where report.h
               [[k, *["n/a" if p["relative_gain"][m] is None else p["relative_gain"][m]
                      for m in ("learned", "top_delta", "random")],
                 p["token_ece"]["skill"], p["token_ece"]["learned"]] for k, p in loc["skills"].items()])
-    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
-              f"wall time {summary['wall_seconds']} s")
-
-
-def _policy_demo(out_dir, tasks, steps, base_steps, episodes, composition, seed, executor,
-                 address, workers, as_json) -> None:
-    from dataclasses import replace
-
-    from ..demo_policy import PolicyDemoConfig, run_policy_demo
-    from ..policy import require
-    from ..policy.env import check_task
-
-    require()
-    cfg = PolicyDemoConfig(episodes=episodes, composition=composition, seed=seed,
-                           executor=executor, address=address,
-                           workers=None if workers == 1 and not (executor or address) else workers)
-    if tasks:
-        cfg = replace(cfg, tasks=tuple(csv_list(tasks)))
-    for t in (*cfg.tasks, cfg.new_task):
-        check_task(t)   # an unknown task: one line (naming the valid ones) before any work
-    if len(set(cfg.tasks)) != len(cfg.tasks) or cfg.new_task in cfg.tasks:
-        raise SkillError(f"the demo's tasks must differ from each other and from {cfg.new_task}")
-    cfg = replace(cfg, base=replace(cfg.base, seed=seed, **({"steps": base_steps} if base_steps
-                                                           else {})),
-                  **({"steps": steps} if steps else {}))
-    summary = run_policy_demo(lib(create=True), out_dir, cfg, Ui(as_json))
-    if as_json:
-        return emit(summary)
-    table(f"policy skills on their own tasks (success over {episodes} held-out goals)",
-          ["skill", "task", "success", "± stderr", "base alone", "params", "> base"],
-          [[k, s["task"], s["success"], s["stderr"], s["base_success"], f"{s['fraction']:.1%}",
-            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
-    cols = [*cfg.tasks, cfg.new_task]
-    table("success matrix", ["subject", *cols],
-          [[subj, *[row[t] for t in cols]] for subj, row in summary["matrix"].items()])
-    if "composition" in summary:
-        c = summary["composition"]
-        table(f"composition on {c['task']} ({c['demos']} demonstrations)",
-              ["subject", "success", "± stderr"],
-              [[k, v["success"], v["stderr"]] for k, v in c["methods"].items()])
-    if summary["frames"]["note"]:
-        out.print(f"frames: {summary['frames']['note']}")
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typer
 
+from ..skill import SkillError
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table
 
 policy_app = typer.Typer(help="Policy skills on Meta-World (needs the policy extra).",
@@ -92,8 +93,6 @@ def evaluate(library, b, loaded, tasks: str | None, episodes: int, seed: int, ho
     task_list = csv_list(tasks) if tasks else sorted(
         {s.recipe.get("task") for s in loaded if isinstance(s.recipe.get("task"), str)})
     if not task_list:
-        from ..skill import SkillError
-
         raise SkillError("no tasks: pass --tasks (see `skillbank policy tasks`)")
     for t in task_list:
         check_task(t)
@@ -122,7 +121,7 @@ def route(library, base, new: str, skills, tasks: list[str] | None, demos: int, 
     from ..policy.jobs import policy_route_job, success_matrix
     from ..policy.routed import StateRouterRecipe
     from ..run import ensure, get_executor
-    from ..skill import SkillError, check_name
+    from ..skill import check_name
 
     require()
     check_name(new, "skill name")
@@ -198,7 +197,6 @@ def transfer(library, base, task: str, skills, estimator: str, verify: bool, ste
     from ..policy.jobs import policy_verify_job
     from ..policy.transfer import POLICY_ESTIMATORS, score_policy_candidates
     from ..run import EXECUTORS, get_executor
-    from ..skill import SkillError
     from ..transfer.rank import agreement
 
     require()
@@ -254,3 +252,46 @@ def transfer(library, base, task: str, skills, estimator: str, verify: bool, ste
               ["estimator", "kendall τ", "weighted τ", "top-1 hit"],
               [[e, a["kendall_tau"], a["weighted_tau"], "yes" if a["top1"] else "no"]
                for e, a in result["agreement"].items()])
+
+
+def demo(out_dir, tasks, steps, base_steps, episodes, composition, seed, executor,
+         address, workers, as_json) -> None:
+    """``skillbank demo --profile policy`` (``demo_policy``)."""
+    from dataclasses import replace
+
+    from ..demo_policy import PolicyDemoConfig, run_policy_demo
+    from ..policy import require
+    from ..policy.env import check_task
+
+    require()
+    cfg = PolicyDemoConfig(episodes=episodes, composition=composition, seed=seed,
+                           executor=executor, address=address,
+                           workers=None if workers == 1 and not (executor or address) else workers)
+    if tasks:
+        cfg = replace(cfg, tasks=tuple(csv_list(tasks)))
+    for t in (*cfg.tasks, cfg.new_task):
+        check_task(t)   # an unknown task: one line (naming the valid ones) before any work
+    if len(set(cfg.tasks)) != len(cfg.tasks) or cfg.new_task in cfg.tasks:
+        raise SkillError(f"the demo's tasks must differ from each other and from {cfg.new_task}")
+    cfg = replace(cfg, base=replace(cfg.base, seed=seed, **({"steps": base_steps} if base_steps
+                                                           else {})),
+                  **({"steps": steps} if steps else {}))
+    summary = run_policy_demo(lib(create=True), out_dir, cfg, Ui(as_json))
+    if as_json:
+        return emit(summary)
+    table(f"policy skills on their own tasks (success over {episodes} held-out goals)",
+          ["skill", "task", "success", "± stderr", "base alone", "params", "> base"],
+          [[k, s["task"], s["success"], s["stderr"], s["base_success"], f"{s['fraction']:.1%}",
+            "yes" if s["meets_target"] else "NO"] for k, s in summary["skills"].items()])
+    cols = [*cfg.tasks, cfg.new_task]
+    table("success matrix", ["subject", *cols],
+          [[subj, *[row[t] for t in cols]] for subj, row in summary["matrix"].items()])
+    if "composition" in summary:
+        c = summary["composition"]
+        table(f"composition on {c['task']} ({c['demos']} demonstrations)",
+              ["subject", "success", "± stderr"],
+              [[k, v["success"], v["stderr"]] for k, v in c["methods"].items()])
+    if summary["frames"]["note"]:
+        out.print(f"frames: {summary['frames']['note']}")
+    out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
+              f"wall time {summary['wall_seconds']} s")
