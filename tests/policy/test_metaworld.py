@@ -70,7 +70,7 @@ def test_policy_commands_refuse_bad_input_in_one_line(home, tiny_llama_dir, tmp_
         (["base", "train", "b", "--world", "metaworld", "--tasks", "reach-v3,fly-v3"], "fly-v3"),
         (["demo", "--profile", "policy", "--tasks", "door-open-v3,fly-v3", "--out", tmp_path / "d"],
          "fly-v3"),
-        (["demo", "--profile", "policy", "--tasks", "drawer-close-v3", "--out", tmp_path / "d"],
+        (["demo", "--profile", "policy", "--tasks", "window-close-v3", "--out", tmp_path / "d"],
          "must differ"),
         (["demo", "--profile", "robots", "--out", tmp_path / "d"], "choose from embedded"),
     ]
@@ -110,7 +110,7 @@ def test_the_policy_demo_runs_end_to_end_on_tiny_sizes(home, tmp_path):
 
     lib = Library.open(home, create=True)
     s = run_policy_demo(lib, tmp_path / "out", quick_config(workers=None, frames=False), Ui(True))
-    cols = ["door-open-v3", "drawer-open-v3", "drawer-close-v3"]
+    cols = ["door-open-v3", "drawer-open-v3", "window-close-v3"]
     assert list(s["skills"]) == ["policy-door-open", "policy-drawer-open"]
     assert all(set(row) == set(cols) for row in s["matrix"].values()) and len(s["matrix"]) == 3
     methods = s["composition"]["methods"]
