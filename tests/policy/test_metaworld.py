@@ -175,7 +175,7 @@ def test_the_ewc_fisher_is_the_mean_squared_gradient():
     assert np.allclose(F["w"].numpy(), g[None] ** 2)
 
 
-def test_route_and_continual_commands_take_policy_skills(home, tmp_path):
+def test_route_compose_transfer_and_continual_take_policy_skills(home, tmp_path):
     import json
 
     from faults.faults_helpers import cli, one_line_error
@@ -201,6 +201,14 @@ def test_route_and_continual_commands_take_policy_skills(home, tmp_path):
     c = json.loads(out)
     assert set(c["strategies"]) == {"seq", "expand"}
     assert c["strategies"]["expand"]["forgetting"] == 0
+    code, out, err = cli("--home", home, "compose", "m", "--from", "a,b", "--method", "ties",
+                         "--eval", "--n", "1", "--json")
+    assert code == 0, err
+    comp = json.loads(out)["metrics"]["composition"]
+    assert set(comp["alone"]) == {"reach-v3", "push-v3"} and comp["episodes"] == 1
+    for t, v in comp["normalised"].items():
+        alone = comp["alone"][t]
+        assert v == (round(comp["composed"][t] / alone, 4) if alone else None)
     code, out, err = cli("--home", home, "transfer", "reach-v3", "--candidates", "a,b", "--demos",
                          "1", "--verify", "--steps", "3", "--episodes", "1", "--json")
     assert code == 0, err
@@ -212,6 +220,7 @@ def test_route_and_continual_commands_take_policy_skills(home, tmp_path):
     for args, msg in ((["route", "r2", "--from", "a,b"], "pass --tasks"),
                       (["transfer", "reach-v3", "--candidates", "a,b", "--estimator", "leep"],
                        "does not apply"),
+                      (["compose", "m2", "--from", "a,b", "--method", "regmean"], "does not apply"),
                       (["continual", "--world", "metaworld", "--tasks", "reach-v3,push-v3"],
                        "needs --base"),
                       (["continual", "--world", "metaworld", "--base", "pol", "--tasks",

@@ -41,7 +41,7 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                 pool: Annotated[int, typer.Option(min=1, help="scalearn*: training examples per target task.")] = 300,
                 evaluate: Annotated[bool, typer.Option("--eval", help="Measure normalised accuracy on the members' tasks.")] = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Say beforehand which pairs will interfere (cosine, sign disagreement); merge and store nothing.")] = False,
-                n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval.")] = 200,
+                n: Annotated[int, typer.Option(min=1, help="Held-out examples per task for --eval (policy skills: held-out goals, at most 25).")] = 200,
                 seed: int = 0, as_json: JsonOpt = False) -> None:
     """Compose skills into a new one: a ΔW-space merge, a data-aware merge, or learned weights.
 
@@ -69,7 +69,13 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                      [[" + ".join(r["pair"]), r["cosine"], r["sign_disagreement"], r["shared_entries"]]
                       for r in sorted(rows, key=lambda r: -r["sign_disagreement"])])
     base = library.base_of(skills[0])
-    world, wargs = world_of(library, skills, world, data)
+    if base.kind == "policy":
+        from .policy import check_compose_method
+
+        check_compose_method(method)
+        world, wargs = "metaworld", {}
+    else:
+        world, wargs = world_of(library, skills, world, data)
     if base.kind == "encoder" and (method in LEARNED or method.startswith(("lorahub", "adamerging"))):
         raise SkillError(f"{method} learns from generated answers; on an encoder base "
                          "(classifiers) use a merge method, regmean, fisher or auto")
@@ -119,7 +125,12 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
                          sign_method=sign_method, convention=convention, swap=sw, inner=inner,
                          alpha=alpha, examples=stat_examples, rank_budget=rank_budget)
         merged = merge_skills(new, skills, spec, base, lib=library)
-    if evaluate:
+    if evaluate and base.kind == "policy":
+        from .policy import composition_success
+
+        merged.metrics["composition"] = composition_success(base, merged, skills, min(n, 25),
+                                                            seed)
+    elif evaluate:
         merged.metrics["composition"] = normalised_accuracy(
             base, merged, skills, world, n=n, seed=seed, world_args=wargs)
         if method == "lorahub" and task not in member_tasks(skills):

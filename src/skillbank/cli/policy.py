@@ -295,3 +295,34 @@ def demo(out_dir, tasks, steps, base_steps, episodes, composition, seed, executo
         out.print(f"frames: {summary['frames']['note']}")
     out.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}  "
               f"wall time {summary['wall_seconds']} s")
+
+
+def check_compose_method(method: str) -> None:
+    """Policy skills merge by the ΔW-space methods; the data-aware and learned ones read
+    a world's examples, which a policy's tasks are not."""
+    from ..compose.ops import DATA_AWARE, METHODS
+
+    if method not in METHODS or method in DATA_AWARE:
+        usable = [m for m in METHODS if m not in DATA_AWARE]
+        raise SkillError(f"{method} does not apply to policy skills; merge them with one of "
+                         f"{', '.join(usable)}, or compose per state with `skillbank route`")
+
+
+def composition_success(base, merged, skills, episodes: int, seed: int) -> dict:
+    """The merged policy's success on each member's task, beside the member alone:
+    ``{"alone", "composed", "normalised"}`` by task (normalised: composed / alone)."""
+    from ..policy import require
+    from ..policy.evaluate import load_policy, success_rate
+
+    require()
+    model = base.load_model([merged])
+    out: dict = {"alone": {}, "composed": {}, "normalised": {}, "episodes": episodes}
+    for s in skills:
+        task = s.recipe.get("task")
+        if not isinstance(task, str) or task in out["alone"]:
+            continue
+        alone = success_rate(load_policy(base, s), task, episodes, seed)["success"]
+        composed = success_rate(model, task, episodes, seed)["success"]
+        out["alone"][task], out["composed"][task] = alone, composed
+        out["normalised"][task] = round(composed / alone, 4) if alone else None
+    return out
