@@ -248,3 +248,45 @@ def test_policy_features_are_what_the_head_reads(tmp_path):
         head = model.head(by_hand).double().numpy()
     assert feats.shape == (5, 8) and np.allclose(feats, by_hand.double().numpy(), atol=1e-6)
     assert np.allclose(act, head, atol=1e-6)
+
+
+def test_a_policy_graft_is_scored_by_actions_and_judged_by_success(tmp_path):
+    from skillbank.library import Library
+    from skillbank.localize import graft
+    from skillbank.localize.ops import GraftRecipe, localize
+    from skillbank.localize.policy import PolicyScorer
+    from skillbank.policy.bc import PolicyLoraRecipe, train_policy_lora
+    from skillbank.policynet import new_policy
+
+    new_policy(8, 1, np.zeros(39), np.ones(39), 0).save_pretrained(tmp_path / "pol")
+    base = Library.open(tmp_path / "home").add_base("pol", tmp_path / "pol")
+    skill = train_policy_lora("s", base, PolicyLoraRecipe("reach-v3", demos=1, rank=2, alpha=4,
+                                                          steps=3, horizon=150))
+    g = localize(base, skill, GraftRecipe(sparsity=0.05, steps=2, eval_every=1), n_eval=2)
+    m = g.metrics["localization"]
+    assert g.kind == "sparse" and g.lineage == [skill.ref] and m["world"] == "metaworld"
+    sub = m["subjects"]
+    for label in ("learned", "top_delta", "random"):
+        want = graft.relative_gain(sub[label]["success"], sub["base"]["success"],
+                                   sub["skill"]["success"])
+        assert sub[label]["relative_gain"]["exact_match"] == want
+        assert sub[label]["size"] == m["size"]
+    assert 0 < m["size"] <= m["k_init"] == round(0.05 * m["n_eligible"])  # the budget
+    # the selection score by hand: two states, one action within 0.1 of the expert's
+    lin = torch.nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [0.0]]))
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, obs):
+            return self.lin(obs)
+    sc = PolicyScorer(M(), np.array([[0.5], [0.2]], np.float32),
+                      np.array([[0.55, 0.0], [0.5, 0.3]], np.float32))
+    r = sc({})
+    # errors: (−0.05, 0), (−0.3, −0.3): mse = (0.0025 + 0.09 + 0.09) / 4
+    assert r["exact_match"] == 0.5 and np.isclose(r["loss"], 0.1825 / 4)
+    assert np.isclose(r["mean_logprob"], -0.1825 / 4)

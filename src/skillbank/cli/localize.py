@@ -138,12 +138,19 @@ def _one_graft(stored, new: bool, as_json: bool) -> None:
     out.print(f"{how} {stored.ref} (sparse): {m['size']} of {m['n_eligible']} eligible "
               f"parameters ({m['fraction']:.3%}), {m['seconds']} s")
     rows = []
+    policy = "success" in m["subjects"]["skill"]
     for label in ("base", "skill", "learned", "top_delta", "random"):
         r = m["subjects"][label]
         gain = r.get("relative_gain", {}).get("exact_match")
         shown = "-" if label in ("base", "skill") else ("n/a" if gain is None else gain)
+        if policy:
+            rows.append([label, r.get("size", "-"), r["success"], r["success_stderr"], shown])
+            continue
         rows.append([label, r.get("size", "-"), r["exact_match"], shown, r["mean_logprob"],
                      r["ece"] if "ece" in r else r["token_ece"]])
+    if policy:
+        return table(f"{m['task']}: success over {m['n_eval']} held-out goals",
+                     ["subject", "size", "success", "± stderr", "relative gain"], rows)
     classifier = "ece" in m["subjects"]["skill"]
     table(f"{m['task']}: {m['n_eval']} held-out inputs",
           ["subject", "size", "accuracy" if classifier else "exact match", "relative gain",

@@ -282,11 +282,16 @@ def localize(base: Base, skill: Skill, recipe: GraftRecipe, name: str | None = N
              n_eval: int = 200, progress: Callable[[int, float], None] | None = None) -> Skill:
     """Localize ``skill`` on ``base``: an unsaved ``sparse`` skill whose metrics hold the
     learned graft, the top-|Δ| and random baselines, the base and the skill itself. On an
-    encoder base the skill is a classifier: ``localize/classify.py``."""
+    encoder base the skill is a classifier (``localize/classify.py``); on a policy base, a
+    policy (``localize/policy.py``)."""
     if base.kind == "encoder":
         from .classify import localize_classifier
 
         return localize_classifier(base, skill, recipe, name, n_eval, progress)
+    if base.kind == "policy":
+        from .policy import localize_policy
+
+        return localize_policy(base, skill, recipe, name, n_eval, progress)
     t0 = time.perf_counter()
     recipe, world = resolved(base, skill, recipe)
     world_name, task = recipe.world, recipe.task
