@@ -38,7 +38,11 @@ LoRA is above the new LoRA alone and above every static merge (means over tasks 
 at the unseen speed is above each skill alone and the new LoRA alone. Reported beside the
 rule, not part of it: whether LIBERO's finding (``seq`` has the best FWT) holds here.
 
-Run: ``skillbank repro psec`` (about 60 minutes on 2 cores; ``--quick`` takes about two and
+Each seed is one ``psec-seed`` job whose figures are kept in the library (results of subject
+``repro:psec:seed``, keyed by the seed, the sizes and the skillbank version) and found
+again: ``--workers 2`` runs two seeds at once, and a re-run reports what is stored.
+
+Run: ``skillbank repro psec [--workers 2]`` (about 60 minutes in one process on 2 cores; ``--quick`` takes about two and
 its figures mean nothing). Needs ``pip install 'skillbank[policy]'``.
 """
 
@@ -63,6 +67,7 @@ from ..policy.bc import (
 from ..policy.continual import PolicyContinualRecipe, run_policy_continual
 from ..policy.evaluate import load_policy, success_rate
 from ..policy.routed import StateRouterRecipe, ensure_state_router, load_state_routed
+from ..run import ensure, register
 from . import Outcome
 
 PAPER = "Liu et al. 2025, Skill Expansion and Composition in Parameter Space (PSEC)"
@@ -233,11 +238,54 @@ def libero_finding(s: dict) -> bool:
     return "seq" in fwt and fwt["seq"] >= max(fwt.values())
 
 
+SUBJECT = "repro:psec:seed"
+
+
+def seed_spec(s: int, quick: bool) -> dict:
+    """What one seed's figures depend on (its job's spec and the stored row's key)."""
+    from .. import __version__
+
+    return {"seed": s, "quick": quick, "sizes": repr(sizes(quick)), "version": __version__}
+
+
+def stored_seed(lib, spec: dict) -> dict | None:
+    rows = [r for r in lib.results(SUBJECT) if r["spec"] == spec]
+    return rows[-1] if rows else None
+
+
+def _seed_stored(lib, spec: dict) -> dict | None:
+    row = stored_seed(lib, spec)
+    return None if row is None else {"row": row["id"], "new": False}
+
+
+def _seed_run(worker, lib, spec: dict) -> dict:
+    from ..run.worker import QuietUi
+
+    per = _seed(lib, QuietUi(), spec["seed"], sizes(spec["quick"]), lambda: None)
+    return {"row": lib.add_result(SUBJECT, "metaworld", "", per, spec), "new": True}
+
+
+PSEC_SEED = register("psec-seed", _seed_run, _seed_stored)
+
+
+def _seeds(seed: int, quick: bool) -> tuple[int, ...]:
+    return SEEDS[:1] if quick else tuple(seed + s for s in SEEDS)
+
+
+def prepare(lib, ui, seed: int, quick: bool, executor) -> None:
+    """Run every seed as a ``psec-seed`` job on ``executor`` (stored seeds skipped);
+    :func:`run` then reports them."""
+    require()
+    jobs = [PSEC_SEED.job(seed_spec(s, quick), f"psec seed {s}") for s in _seeds(seed, quick)]
+    with ui.jobs(f"psec seeds ({executor.name} × {executor.workers})", len(jobs)) as progress:
+        ensure(executor, lib, jobs, progress, what="psec seed")
+
+
 def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
     require()
     torch.set_num_threads(2)
     sz = sizes(quick)
-    seeds = SEEDS[:1] if quick else tuple(seed + s for s in SEEDS)
+    seeds = _seeds(seed, quick)
     start = time.perf_counter()
     per_seed = []
     total = len(seeds) * (len(sz.expansion) + len(sz.new_tasks) + 2)
@@ -248,7 +296,16 @@ def run(lib, ui, out_dir, seed: int = 0, quick: bool = False) -> Outcome:
             done[0] += 1
             bar(done[0], None)
         for s in seeds:
-            per_seed.append(_seed(lib, ui, s, sz, step))
+            spec = seed_spec(s, quick)
+            row = stored_seed(lib, spec)
+            if row is None:
+                per = _seed(lib, ui, s, sz, step)
+                lib.add_result(SUBJECT, "metaworld", "", per, spec)
+            else:
+                per = row["metrics"]
+                for _ in range(len(sz.expansion) + len(sz.new_tasks) + 2):
+                    step()
+            per_seed.append(per)
     summ = summary(per_seed)
     parts = holds_rule(summ)
     figures = {"summary": summ, "holds_parts": parts, "per_seed": per_seed, "seeds": list(seeds),
