@@ -135,7 +135,8 @@ def _summary(base, skills, tasks, columns, matrix, cfg) -> dict[str, Any]:
         "profile": "policy",
         "base": {"name": base.name, "fingerprint": base.fingerprint,
                  "tasks": list(cfg.base.tasks)},
-        "world": "metaworld", "demos": cfg.demos, "episodes": cfg.episodes, "horizon": cfg.base.horizon,
+        "world": "metaworld", "demos": cfg.demos, "episodes": cfg.episodes,
+        "horizon": cfg.base.horizon,
         "skills": {},
         "matrix": {s: {t: matrix[s][t]["success"] for t in columns} for s in matrix},
         "errors": sum(cell["errors"] for row in matrix.values() for cell in row.values()),
@@ -234,7 +235,8 @@ def _report(out_dir: Path, summary: dict, skills, base, columns, series, extra) 
         Section("Overview", text=(
             f"Policy base {base.name} ({base.fingerprint[:12]}) cloned from expert "
             f"demonstrations of {', '.join(summary['base']['tasks'])}; {len(skills)} LoRA policy "
-            f"skills, each from {summary['demos']} demonstrations, on Meta-World; every success rate over {summary['episodes']} "
+            f"skills, each from {summary['demos']} demonstrations, on Meta-World; every "
+            f"success rate over {summary['episodes']} "
             f"held-out goals, {summary['horizon']} steps per episode. Wall time "
             f"{summary['wall_seconds']} s.")),
         Section("Skills on their own tasks", table=(

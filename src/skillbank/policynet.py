@@ -1,5 +1,6 @@
 """The policy base (the network of ``policy/``, kept beside ``base`` so that a base of kind
-``policy`` loads without the policy package): an MLP-ResNet over Meta-World's state, as a Hugging Face model.
+``policy`` loads without the policy package): an MLP-ResNet over Meta-World's state, as a
+Hugging Face model.
 
 π(s) = head(LN(blocks(embed(clip((s − μ)/σ))))), each block x + fc2(relu(fc1(LN(x)))) — the
 shape of PSEC's policy network (an MLP-ResNet of 3 blocks × 256 with LayerNorm; the authors

@@ -2,8 +2,8 @@
 
 A subject is the base alone, a static skill on it (LoRA, delta, sparse: ΔW added to the
 weights, as for language models), or a ``router`` skill over policy skills (PSEC's α(s),
-``policy.routed``; loaded by ``jobs.subject_policy``). Each of ``episodes`` held-out goals (``env.EVAL_GOALS``) is run once to
-its first success or the horizon; success rate ± its binomial standard error
+``policy.routed``; loaded by ``jobs.subject_policy``). Each of ``episodes`` held-out goals
+(``env.EVAL_GOALS``) is run once to its first success or the horizon; success rate ± its binomial standard error
 √(p(1 − p)/E). An episode the simulator kills is a failure and is counted in ``errors``.
 """
 

@@ -77,10 +77,6 @@ def policy_route_job(name: str, base: Base, members: list[str], recipe: StateRou
                              "recipe": asdict(recipe)}, f"route {name}")
 
 
-def _route_result(router, new, made: bool) -> dict:
-    return {"ref": router.ref, "new_lora": None if new is None else new.ref, "new": made}
-
-
 def _route_stored(lib: Library, spec: dict) -> dict | None:
     base = lib.base(spec["base"])
     want = {**StateRouterRecipe(**spec["recipe"]).as_dict(), "members": spec["members"]}
@@ -96,7 +92,7 @@ def _route_run(worker, lib: Library, spec: dict) -> dict:
     router, new = ensure_state_router(lib, spec["name"], base,
                                       [lib.get(r) for r in spec["members"]],
                                       StateRouterRecipe(**spec["recipe"]))
-    return _route_result(router, new, True)
+    return {"ref": router.ref, "new_lora": None if new is None else new.ref, "new": True}
 
 
 POLICY_ROUTE = register("policy-route", _route_run, _route_stored)

@@ -15,7 +15,8 @@ and every initialisation):
   data is scarce, the regime PSEC's few-shot expansion is about.
 - **2. Composition**: window-close, button-press (the front button) and faucet-open, three
   tasks the base alone fails (0.00 on 10 held-out goals; drawer-close, tried first, it
-  solves: 1.00, so it cannot tell methods apart), each from 3 demonstrations: α(s) over the four expansion skills with a new LoRA beside it,
+  solves: 1.00, so it cannot tell methods apart), each from 3 demonstrations: α(s) over
+  the four expansion skills with a new LoRA beside it,
   against the new LoRA alone (same demonstrations), α(s) alone, and the static merges of the
   four skills and the new LoRA (linear average, task arithmetic λ = 0.3 on the library and 1
   on the new LoRA, TIES at density 0.2).
@@ -42,8 +43,8 @@ Each seed is one ``psec-seed`` job whose figures are kept in the library (result
 ``repro:psec:seed``, keyed by the seed, the sizes and the skillbank version) and found
 again: ``--workers 2`` runs two seeds at once, and a re-run reports what is stored.
 
-Run: ``skillbank repro psec [--workers 2]`` (about 60 minutes in one process on 2 cores; ``--quick`` takes about two and
-its figures mean nothing). Needs ``pip install 'skillbank[policy]'``.
+Run: ``skillbank repro psec [--workers 2]`` (about 60 minutes in one process on 2 cores;
+``--quick`` takes about two and its figures mean nothing). Needs ``pip install 'skillbank[policy]'``.
 """
 
 from __future__ import annotations
