@@ -76,6 +76,7 @@ def main() -> None:
         goals = eval_goals(args.rate_goals)
         rates = []
         for task in TASKS:
+            _steps_per_second(lambda _s: np.zeros(4), task, goals[:1])  # build the env once
             zero, n0 = _steps_per_second(lambda _s: np.zeros(4), task, goals)
             exp, n1 = _steps_per_second(expert(task).get_action, task, goals)
             pol, n2 = _steps_per_second(act, task, goals)
