@@ -301,14 +301,45 @@ def test_the_radix_select_finds_exactly_the_kth_largest():
             assert merge.kth_largest(v, k).item() == want.item(), (v[:3], k)
 
 
-def test_the_fused_ties_equals_the_stacked_disjoint_merge():
+def _ties_by_tensors(taus, w, density, sign_method, convention):
+    """TIES as plain tensor operations (trim by a full sort, then the stacked vote and
+    disjoint mean), the reference the compiled loop must match bit for bit."""
+    trimmed = []
+    for t in taus:
+        flat = t.abs().reshape(-1)
+        k = max(1, round(density * flat.numel()))
+        order = torch.sort(flat, descending=True, stable=True).indices  # ties: lowest index first
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[order[:k]] = True
+        trimmed.append(t * keep.view_as(t))
+    stack = torch.stack(trimmed)
+    wb = torch.tensor(w).view(-1, *([1] * t.dim()))
+    weighted = stack * wb
+    voter = stack if convention == "peft" else weighted
+    s = voter.sum(0) if sign_method == "total" else voter.sign().sum(0)
+    gamma = torch.where(s >= 0, 1.0, -1.0)
+    mask = (voter.sign() == gamma).float()
+    if convention == "peft":
+        return (weighted * mask).sum(0) / mask.sum(0).clamp(min=1.0)
+    divisor = (wb * mask).sum(0)
+    return (weighted * mask).sum(0) / torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+
+
+def test_the_compiled_ties_equals_ties_written_as_tensor_operations():
     g = torch.Generator().manual_seed(4)
     taus = [torch.randn(64, 48, generator=g) for _ in range(5)]
     taus[1][:8] = 0.0  # zeros never vote-agree
-    for w in (None, [1.0, 0.5, 2.0, -1.0, 0.0]):
-        stacked = merge.disjoint_merge(torch.stack([merge.trim(t, 0.3) for t in taus]),
-                                       merge._w(w, 5), "total", "peft")
-        assert torch.allclose(merge.ties(taus, w, 0.3), stacked, atol=1e-6, rtol=1e-6)
+    taus[2][:, :6] = 0.25  # a tie at the threshold, broken towards the lowest indices
+    taus[3] = torch.round(taus[3] * 2) / 2  # many ties
+    for w in ([1.0] * 5, [1.0, 0.5, 2.0, -1.0, 0.0]):
+        for density in (0.05, 0.3, 1.0):
+            for sign_method in ("total", "frequency"):
+                for convention in ("peft", "mergekit"):
+                    got = merge.ties(taus, w, density, sign_method, convention)
+                    want = _ties_by_tensors(taus, w, density, sign_method, convention)
+                    assert torch.equal(got, want), (w, density, sign_method, convention)
+    for t in taus:
+        assert merge.topk_mask(t, 0.3).sum() == round(0.3 * t.numel())
 
 
 def test_one_parameter_at_a_time_equals_the_whole_delta(tmp_path):
