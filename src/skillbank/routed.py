@@ -47,6 +47,8 @@ def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
                 for m in lora_modules(skill.tensors)}
     out = {}
     for param, dw in skill.delta().items():
+        if dw.dim() < 2:  # a bias or a norm's scale: member_vectors
+            continue
         module = param.removesuffix(".weight")
         dw = dw.float().T if module in stored_in_out else dw.float()
         u, sv, vh = torch.linalg.svd(dw, full_matrices=False)
@@ -54,11 +56,25 @@ def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
     return out
 
 
-def linear_factors(model: nn.Module, members: Sequence[Skill], what: str
-                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def member_vectors(members: Sequence[Skill]) -> dict[str, torch.Tensor]:
+    """``{param: [n, d]}``: the members' changes to 1-D parameters (biases, norm scales),
+    zero where a member leaves one alone."""
+    deltas = [{p: d.float() for p, d in m.delta().items() if d.dim() < 2} for m in members]
+    out = {}
+    for p in sorted(set().union(*deltas)):
+        shape = next(d[p].shape for d in deltas if p in d)
+        out[p] = torch.stack([d.get(p, torch.zeros(shape)).reshape(-1) for d in deltas])
+    return out
+
+
+def linear_factors(model: nn.Module, members: Sequence[Skill], what: str,
+                   vectors: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module: (A [n, r, in], B [n, out, r])}``: every member's factors on every linear
     layer any member changes, zero-padded to a common rank (a member that leaves a layer
-    alone has zeros there). SkillError naming ``what`` for a change to a non-linear layer."""
+    alone has zeros there). SkillError naming ``what`` for a change to a non-linear layer,
+    and, unless ``vectors`` (the caller applies :func:`member_vectors`), to a 1-D one."""
+    if not vectors and (found := next(iter(member_vectors(members)), None)):
+        raise SkillError(f"{what} supports changes to linear weights only; {found} is not one")
     modules = dict(model.named_modules())
     conv = frozenset(n for n, m in modules.items() if is_linear(m) and not isinstance(m, nn.Linear))
     factors = [member_factors(m, conv) for m in members]
@@ -92,13 +108,28 @@ class RoutedModel(nn.Module):
         self._A: dict[str, torch.Tensor] = {}
         self._B: dict[str, torch.Tensor] = {}
         self._rank: dict[str, int] = {}
-        for name, (A, B) in linear_factors(self.model, self.members, "routing").items():
+        for name, (A, B) in linear_factors(self.model, self.members, "routing", True).items():
             # members side by side: one (n·r × in) and one (out × n·r) matrix, two GEMMs a layer
             n, r, in_f = A.shape
             self._A[name] = A.reshape(n * r, in_f)
             self._B[name] = B.permute(1, 0, 2).reshape(B.shape[1], n * r)
             self._rank[name] = r
             modules[name].register_forward_hook(self._hook(name))
+        self._bias: dict[str, torch.Tensor] = {}   # module → [n, out]: Σ α_i Δb_i
+        self._scale: dict[str, torch.Tensor] = {}  # norm → [n, d]: Σ α_i Δγ_i ⊙ norm(x)
+        for param, v in member_vectors(self.members).items():
+            name, _, leaf = param.rpartition(".")
+            module = modules.get(name)
+            if leaf == "bias" and module is not None and (is_linear(module)
+                                                          or isinstance(module, nn.LayerNorm)):
+                self._bias[name] = v
+            elif leaf == "weight" and isinstance(module, nn.LayerNorm):
+                self._scale[name] = v
+            else:
+                raise SkillError(f"routing supports linear layers and LayerNorm; {param} is "
+                                 "neither a weight nor a bias of one")
+        for name in sorted(set(self._bias) | set(self._scale)):
+            modules[name].register_forward_hook(self._vector_hook(name))
         self.config = self.model.config
         self.generation_config = getattr(self.model, "generation_config", None)
 
@@ -110,6 +141,20 @@ class RoutedModel(nn.Module):
             a = self._alpha.repeat_interleave(self._rank[name], dim=1)  # α_i on block i
             z = z * a.view(a.shape[0], *([1] * (z.dim() - 2)), a.shape[1])  # [B, (T,) n·r]
             return output + torch.nn.functional.linear(z, self._B[name])  # Σ_i α_i B_i A_i x
+        return hook
+
+    def _vector_hook(self, name: str):
+        def hook(module, inputs, output):
+            if self._alpha is None:
+                return output
+            lead = (output.shape[0],) + (1,) * (output.dim() - 2) + (-1,)  # α per row
+            if name in self._scale:
+                normed = torch.nn.functional.layer_norm(inputs[0], module.normalized_shape,
+                                                        eps=module.eps)
+                output = output + normed * (self._alpha @ self._scale[name]).view(lead)
+            if name in self._bias:
+                output = output + (self._alpha @ self._bias[name]).view(lead)
+            return output
         return hook
 
     @torch.no_grad()
@@ -133,8 +178,10 @@ class RoutedModel(nn.Module):
                 else attention_mask.bool()
             context = self.context(input_ids, attention_mask, prompt)
         self._alpha = self.router(context)
+        if labels is not None:  # an encoder's forward takes no labels
+            kw["labels"] = labels
         try:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kw)
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kw)
         finally:
             self._alpha = None
 
@@ -154,7 +201,8 @@ def load_routed(base: Base, router_skill: Skill, members: Sequence[Skill]) -> Ro
         raise SkillError(f"router {router_skill.ref} expects members {router_skill.config['members']}")
     router = Router(router_skill.config["hidden"], len(members), router_skill.config["width"],
                     router_skill.config.get("layers", 1))
-    router.load_state_dict({k.removeprefix("router."): v for k, v in router_skill.tensors.items()})
+    router.load_state_dict({k.removeprefix("router."): v for k, v in router_skill.tensors.items()
+                            if k.startswith("router.")})  # a classifier router also holds heads
     model = RoutedModel(base.load_model(), members, router)
     model.eval()
     return model

@@ -184,3 +184,91 @@ def test_crafted_heads_are_refused(config, tensors, message):
                   tensors={"w.weight": torch.zeros(2, 2), **tensors}, config=config, recipe={})
     with pytest.raises(SkillError, match=message):
         check_tensors(skill)
+
+
+def test_a_classifier_router_by_hand_and_only_alpha_trains(trained):
+    """Routed probabilities = softmax(head_t(mean_pool(W0 + Σ_i α_i(x) ΔW_i))) with α(x) the
+    router on the unchanged base's mean-pooled embedding, computed independently per text."""
+    from skillbank.compose.route_classify import ClassifierRouterRecipe, train_classifier_router
+    from skillbank.evaluate.suites import load_subject
+
+    _, lib, base, skills = trained
+    a, b = skills["media"], skills["net"]
+    before = {k: v.clone() for k, v in a.tensors.items()}
+    recipe = ClassifierRouterRecipe("debian", ("media", "net"), steps=6, batch_size=8,
+                                    max_length=32, world_args={"shots": 16})
+    router = lib.add(train_classifier_router("clf-router", base, [a, b], recipe))
+    assert router.kind == "router" and router.lineage == [a.ref, b.ref]
+    assert all(torch.equal(v, a.tensors[k]) for k, v in before.items())  # members frozen
+    assert torch.equal(router.heads()["net"]["weight"], b.tensors["head.weight"])
+    assert router.metrics["train"]["curve"]
+    g = torch.Generator().manual_seed(0)  # a router far from zero, so routing shows
+    router.tensors["router.net.2.weight"] = torch.randn(2, 256, generator=g)
+    router.tensors["router.net.2.bias"] = torch.tensor([1.5, -0.5])
+    texts = [e.prompt for e in get_world("debian").examples("net", 4, seed=0, split="eval")]
+    static = skill_probs(base, merge_skills("sum", [a, b], MergeSpec("linear")), texts, "net")
+    got = skill_probs(base, router, texts, "net",
+                      loaded=(load_subject(lib, base, [router]), base.load_tokenizer()))
+    tok, w = base.load_tokenizer(), {k.removeprefix("router."): v
+                                     for k, v in router.tensors.items() if k.startswith("router.")}
+    for row, text in enumerate(texts):
+        model = base.load_model()
+        enc = encode_texts(tok, [text], 32)
+        with torch.no_grad():
+            e = mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
+            h = torch.relu(e @ w["net.0.weight"].T + w["net.0.bias"])
+            alpha = (h @ w["net.2.weight"].T + w["net.2.bias"])[0]
+            state = model.state_dict()
+            for p in a.delta():
+                state[p] += alpha[0] * a.delta()[p] + alpha[1] * b.delta().get(p, 0)
+            model.load_state_dict(state)
+            pooled = mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
+            logits = pooled @ b.tensors["head.weight"].T + b.tensors["head.bias"]
+        assert np.allclose(got[row], torch.softmax(logits.double(), -1)[0].numpy(), atol=1e-5)
+    assert not np.allclose(got, static, atol=1e-4)  # α(x) is not the plain sum
+    acc = score_by_task(base, [router], "debian", ["media", "net"], 8, 0, lib=lib)
+    assert set(acc) == {"media", "net"} and all(0.0 <= v <= 1.0 for v in acc.values())
+
+
+def test_routing_full_fine_tunes_weights_biases_and_layernorm_by_hand(trained):
+    """A member changing a linear weight and bias and a LayerNorm's scale and shift: the
+    routed encoder equals the base with θ0 + Σ_i α_i(x)·Δθ_i for each text."""
+    from skillbank.routed import RoutedModel, Router
+
+    _, _, base, _ = trained
+    g = torch.Generator().manual_seed(1)
+    names = {"encoder.layer.0.intermediate.dense.weight": (64, 32),
+             "encoder.layer.0.intermediate.dense.bias": (64,),
+             "encoder.layer.1.output.LayerNorm.weight": (32,),
+             "encoder.layer.1.output.LayerNorm.bias": (32,)}
+    members = [Skill(f"full{i}", "delta", base.fingerprint,
+                     {p: 0.3 * torch.randn(shape, generator=g) for p, shape in names.items()
+                      if i == 0 or not p.endswith("LayerNorm.bias")})
+               for i in range(2)]
+    router = Router(32, 2, width=8)
+    with torch.no_grad():
+        for p in router.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    routed = RoutedModel(base.load_model(), members, router).eval()
+    tok = base.load_tokenizer()
+    texts = [e.prompt for e in get_world("debian").examples("media", 3, seed=0, split="eval")]
+    enc = encode_texts(tok, texts, 32)
+    with torch.no_grad():
+        got = routed(**enc).last_hidden_state
+        for row in range(len(texts)):
+            one = {k: v[row:row + 1] for k, v in enc.items()}
+            keep = int(one["attention_mask"].sum())
+            one = {k: v[:, :keep] for k, v in one.items()}
+            model = base.load_model()
+            alpha = router(mean_pool(model(**one).last_hidden_state, one["attention_mask"]))[0]
+            state = model.state_dict()
+            for p in names:
+                state[p] += sum(alpha[i] * m.tensors[p] for i, m in enumerate(members)
+                                if p in m.tensors)
+            model.load_state_dict(state)
+            want = model(**one).last_hidden_state[0]
+            assert torch.allclose(got[row, :keep], want, atol=1e-4), row
+    with pytest.raises(SkillError, match="linear weights only"):
+        from skillbank.routed import linear_factors
+
+        linear_factors(base.load_model(), members, "ScaLearn")

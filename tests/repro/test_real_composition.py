@@ -37,7 +37,8 @@ def test_quick_real_composition(tmp_path):
     assert fig["tasks"] == ["media", "net"]
     for what in ("lora", "full"):
         fam = fig[what]
-        assert set(fam["methods"]) == set(composition.specs(2, 0)) | {"auto"}
+        assert set(fam["methods"]) == set(composition.specs(2, 0)) | {"auto", composition.ROUTER}
+        assert len(fam["methods"][composition.ROUTER]["mean_alpha"]["net"]) == 2
         for m in fam["methods"].values():
             assert set(m["normalised"]) == {"media", "net"}
         assert fam["methods"]["auto"]["chosen"]["method"]

@@ -198,8 +198,9 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
               new_rank: Annotated[int, typer.Option(min=0, help="Policy skills: rank of a new LoRA trained beside α(s) (0: none).")] = 0,
               episodes: Annotated[int, typer.Option(min=1, max=25, help="Policy skills: held-out goals for the evaluation.")] = 20,
               seed: int = 0, as_json: JsonOpt = False) -> None:
-    """Learn per-input routing over frozen skills (PSEC); only the router trains. On policy
-    skills, α(s) per state for one task (--tasks), from its demonstrations."""
+    """Learn per-input routing over frozen skills (PSEC); only the router trains. On
+    classifiers, α(x) from the base's sentence embedding, each task read by its member's
+    head; on policy skills, α(s) per state for one task (--tasks), from its demonstrations."""
     from ..compose.measure import member_tasks, normalised_accuracy
     from ..compose.ops import MergeSpec, merge_skills
     from ..compose.route import RouterRecipe, distil_weights, train_router
@@ -216,15 +217,25 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
     if None in task_list:
         raise SkillError("some members have no task in their recipe: pass --tasks")
     base = library.base_of(skills[0])
-    if base.kind != "causal":
-        raise SkillError(f"route learns per-token routing over generation skills; base "
-                         f"{base.name} is an {base.kind} (classifiers: merge them, or auto)")
+    if base.kind not in ("causal", "encoder"):
+        raise SkillError(f"route learns routing over generation or classification skills; "
+                         f"base {base.name} is a {base.kind} model")
+    if distil and base.kind == "encoder":
+        raise SkillError("--distil is for generation skills; merge classifiers with compose")
     world, wargs = world_of(library, skills, world, data)
     ui = Ui(as_json)
     given = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
-    recipe = RouterRecipe(world, tuple(task_list), seed=seed, world_args=wargs, **given)
+    if base.kind == "encoder":
+        from ..compose.route_classify import ClassifierRouterRecipe, train_classifier_router
+
+        recipe = ClassifierRouterRecipe(world, tuple(task_list), seed=seed, world_args=wargs,
+                                        **given)
+        trainer = train_classifier_router
+    else:
+        recipe = RouterRecipe(world, tuple(task_list), seed=seed, world_args=wargs, **given)
+        trainer = train_router
     with ui.bar(f"route {new}", recipe.steps) as step:
-        router = train_router(new, base, skills, recipe, progress=step)
+        router = trainer(new, base, skills, recipe, progress=step)
     router = library.add(router)
     result = {"router": router.ref, "composition": normalised_accuracy(
         base, router, skills, world, n=n, seed=seed, lib=library, world_args=wargs)}

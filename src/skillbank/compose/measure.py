@@ -37,7 +37,8 @@ def score_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: S
 
         if len(skills) != 1:
             raise SkillError("a classifier is scored one skill at a time")
-        loaded = (base.load_model([skills[0]]), base.load_tokenizer())   # once for every task
+        model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
+        loaded = (model, base.load_tokenizer())   # once for every task
         return {t: evaluate_classifier(base, skills[0], world, t, n, seed, loaded)["accuracy"]
                 for t in tasks}
     model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))

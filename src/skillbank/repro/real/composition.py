@@ -13,8 +13,10 @@ DARE-TIES (0.5), magnitude pruning (0.2), KnOTS (TIES inside, 0.2), RegMean (α 
 Fisher merging (statistics on 64 unlabeled train texts per member, kept with the member),
 and the advisor (``compose --method auto``: the grid of ``compose.advisor``, chosen on 50
 held-out texts per task drawn with its own seed — the eval split is small, so its row is
-slightly optimistic). The learned router, LoRAHub, ScaLearn and AdaMerging learn from
-generated answers and do not apply to classifiers yet.
+slightly optimistic). Beside them PSEC's router (``compose.route_classify``): α(x) from
+the unchanged base's sentence embedding, trained on the member tasks' labelled train rows
+through their frozen heads (so, unlike the merges, it learns from labels). LoRAHub,
+ScaLearn and AdaMerging learn from generated answers and do not apply to classifiers yet.
 
 Two families of members, both measured: full fine-tunes of the encoder blocks (as
 FusionBench fine-tunes; ``ClassifierRecipe(full=True)``, stored as exact ``delta`` skills)
@@ -40,6 +42,7 @@ from ...acquire.probe import probe
 from ...compose.advisor import advise, candidates
 from ...compose.measure import normalised, score_by_task
 from ...compose.ops import MergeSpec, diagnostics, merge_skills
+from ...compose.route_classify import ClassifierRouterRecipe, train_classifier_router
 from ...report.html import Section
 from ...report.plots import heatmap
 from ...worlds import get_world
@@ -74,12 +77,12 @@ def holds(figures: dict) -> bool:
     return m["regmean"]["mean"] >= m["ties 0.2"]["mean"] >= m["simple average"]["mean"]
 
 
-def _row(base, merged, tasks, n_eval, seed, alone, t0) -> dict:
-    acc = score_by_task(base, [merged], "debian", tasks, n_eval, seed)
+def _row(base, merged, tasks, n_eval, seed, alone, t0, lib=None) -> dict:
+    acc = score_by_task(base, [merged], "debian", tasks, n_eval, seed, lib=lib)
     norm = normalised(acc, alone)
     vals = [v for v in norm.values() if v is not None]
     return {"accuracy": acc, "normalised": norm, "mean": sum(vals) / len(vals) if vals else 0.0,
-            "merge_error": merged.metrics["merge_error"]["mean"],
+            "merge_error": merged.metrics.get("merge_error", {}).get("mean"),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -98,7 +101,7 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
     grid = specs(len(skills), seed)
     if quick:   # statistics of 8 texts per member, not 64
         grid = {k: replace(v, examples=8) for k, v in grid.items()}
-    with ui.bar(f"merges ({what})", len(grid) + 1) as step:
+    with ui.bar(f"merges ({what})", len(grid) + 2) as step:
         for i, (label, spec) in enumerate(grid.items()):
             t0 = time.perf_counter()
             merged = merge_skills("real-merge", skills, spec, base, lib=lib)
@@ -112,7 +115,17 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
         out["methods"]["auto"] = {**_row(base, chosen, tasks, n_eval, seed, alone, t0),
                                   "chosen": {"method": pick["method"], "settings": pick["settings"]}}
         step(len(grid) + 1, None)
+        t0 = time.perf_counter()
+        recipe = ClassifierRouterRecipe("debian", tuple(tasks), seed=seed,
+                                        steps=4 if quick else ClassifierRouterRecipe.steps)
+        router = train_classifier_router("real-router", base, skills, recipe)
+        out["methods"][ROUTER] = {**_row(base, router, tasks, n_eval, seed, alone, t0, lib),
+                                  "mean_alpha": router.metrics["mean_alpha"]}
+        step(len(grid) + 2, None)
     return out
+
+
+ROUTER = "PSEC router α(x)"
 
 
 def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False, executor=None) -> Outcome:
