@@ -31,6 +31,25 @@ def _compiled(fn):
 
 
 @_compiled
+def radix_select(x: np.ndarray, k: int):
+    """(bits of the k-th largest |x|, entries above it, entries equal to it), exactly, for
+    1 ≤ k ≤ x.size: the top 16 bits' histogram finds the bucket holding the k-th largest,
+    the low 16 bits' histogram inside that bucket finds it (two counting passes)."""
+    counts = high_histogram(x)
+    above = 0  # entries in buckets above the one scanned
+    bucket = counts.size - 1
+    while above + counts[bucket] < k:
+        above += counts[bucket]
+        bucket -= 1
+    counts = low_histogram(x, bucket)
+    rest = counts.size - 1
+    while above + counts[rest] < k:
+        above += counts[rest]
+        rest -= 1
+    return (bucket << 16) | rest, above, counts[rest]
+
+
+@_compiled
 def high_histogram(x: np.ndarray) -> np.ndarray:
     """Counts of the top 16 bits of |x| (float32, 1-D): bins 0 … 0x7FFF."""
     bits = x.view(np.int32)

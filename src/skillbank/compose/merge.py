@@ -91,15 +91,8 @@ def kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
 
 def _radix_select(flat: np.ndarray, k: int) -> tuple[int, int, int]:
     """(bits of the k-th largest |x|, entries above it, entries equal to it), exactly."""
-    counts = kernels.high_histogram(flat)
-    at_least = np.cumsum(counts[::-1])[::-1]  # entries whose top bits are ≥ b
-    bucket = int(np.flatnonzero(at_least >= k)[-1])
-    above = int(at_least[bucket + 1]) if bucket + 1 < at_least.size else 0
-    counts = kernels.low_histogram(flat, bucket)
-    at_least = np.cumsum(counts[::-1])[::-1]
-    rest = int(np.flatnonzero(at_least >= k - above)[-1])
-    higher = int(at_least[rest + 1]) if rest + 1 < at_least.size else 0
-    return (bucket << 16) | rest, above + higher, int(counts[rest])
+    threshold, above, equal = kernels.radix_select(flat, k)
+    return int(threshold), int(above), int(equal)
 
 
 def trim(tau: torch.Tensor, density: float) -> torch.Tensor:
