@@ -165,8 +165,16 @@ def test_cli_eval_matrix_marks_not_applicable_and_compose_scores_per_task(traine
     comp = json.loads(r.stdout)["metrics"]["composition"]
     assert sorted(comp["alone"]) == ["media", "net"]
     assert comp["alone"]["media"] == matrix["media-clf@1"]["media"]["accuracy"]
-    r = runner.invoke(app, ["--home", home, "route", "r", "--from", "media-clf,net-clf"])
-    assert r.exit_code != 0 and "route learns per-token routing" in str(r.exception)
+    r = runner.invoke(app, ["--home", home, "route", "r", "--from", "media-clf,net-clf",
+                            "--steps", "3", "--n", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    routed = json.loads(r.stdout)
+    assert routed["router"] == "r@1"
+    assert routed["composition"]["alone"] == comp["alone"]
+    assert sorted(routed["composition"]["normalised"]) == ["media", "net"]
+    r = runner.invoke(app, ["--home", home, "route", "r2", "--from", "media-clf,net-clf",
+                            "--distil"])
+    assert r.exit_code != 0 and "--distil is for generation skills" in str(r.exception)
 
 
 @pytest.mark.parametrize("config, tensors, message", [
