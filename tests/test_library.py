@@ -425,3 +425,23 @@ def test_verify_records_the_files_of_a_base_registered_before_they_were(home, ti
         lib._record_files(base.fingerprint, None)  # as a library made by an older skillbank
         assert lib.base("tiny").files == {}
         assert lib.verify() == [] and lib.base("tiny").files == base.files
+
+
+def test_rm_keeps_the_members_a_router_or_chain_applies_at_run_time(home):
+    with Library.open(home) as lib:
+        lib.add(make("a", 1.0))
+        lib.add(make("a", 2.0))
+        lib.add(Skill("r", "router", FP, {"router.net.0.weight": torch.zeros(2, 2)},
+                      config={"members": ["a@1"]}, lineage=["a@1"]))
+        lib.add(Skill("c", "chain", FP, {}, config={"members": ["a@2"]}, lineage=["a@2"]))
+        with pytest.raises(LibraryError, match=r"router r@1 applies a@1 at run time"):
+            lib.rm("a@1")
+        with pytest.raises(LibraryError, match=r"(router r@1|chain c@1) applies"):
+            lib.rm("a")
+        assert [r.version for r in lib.versions("a")] == [1, 2]  # nothing removed
+        lib.rm("r")
+        with pytest.raises(LibraryError, match=r"chain c@1 applies a@2"):
+            lib.rm("a")
+        assert lib.rm("a@1")[0].version == 1  # no longer needed by anyone
+        lib.rm("c")
+        assert lib.rm("a")[0].version == 2

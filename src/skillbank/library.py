@@ -256,6 +256,12 @@ class Library(BaseStore, BlobStore):
         """Remove one version, or every version when no version is given. Blobs stay for ``gc``."""
         name, sel = parse_ref(ref)
         rows = [self.resolve(ref)] if sel else self.versions(name)
+        gone = {f"{r.name}@{r.version}" for r in rows}
+        for other in self._rows("WHERE kind IN ('router', 'chain')"):
+            needs = gone & set(other.manifest.get("config", {}).get("members", []))
+            if needs and f"{other.name}@{other.version}" not in gone:
+                raise LibraryError(f"{other.kind} {other.name}@{other.version} applies "
+                                   f"{', '.join(sorted(needs))} at run time: remove it first")
         with self._tx() as c:
             for r in rows:
                 for table in ("skills", "aliases", "attachments"):
