@@ -11,10 +11,10 @@ materialised ΔW would be 8 × 100.7M floats ≈ 3.2 GB at 6 layers). One thread
 
     .venv/bin/python benchmarks/merge_memory.py        # ~3 min on 2 cores
 
-Prints a table and writes ``benchmarks/results/merge_memory.json``. Measured (two runs, 2-core
-machine): streamed 1.24–1.37 / 1.27–1.50 / 1.61–1.83 GiB for 2 / 4 / 8 layers; materialised
-1.50–1.92 / 3.48–3.59 / 5.13–6.84 GiB. The streamed time includes the merge's diagnostics
-(cosine, sign conflicts), which the materialised baseline does not compute.
+Prints a table and writes ``benchmarks/results/merge_memory.json``. Measured (2-core
+machine, idle): streamed 499 / 535 / 501 MiB for 2 / 4 / 8 layers — flat; materialised
+1.20 / 2.22 / 4.70 GiB. The streamed time includes the merge's diagnostics (cosine, sign
+conflicts), which the materialised baseline does not compute.
 """
 
 from __future__ import annotations

@@ -157,3 +157,29 @@ def tie_end(x: np.ndarray, threshold: int, keep: int) -> int:
     return bits.size
 
 
+
+
+@_compiled
+def sign_conflict_counts(members):
+    """(entries where ≥ 2 of the equal-size 1-D arrays are non-zero, entries where some
+    are positive and some negative), in one pass and no temporaries."""
+    n, size = len(members), members[0].size
+    shared = 0
+    conflicting = 0
+    for j in range(size):
+        nonzero = 0
+        pos = False
+        neg = False
+        for i in range(n):
+            v = members[i][j]
+            if v > 0:
+                pos = True
+                nonzero += 1
+            elif v < 0:
+                neg = True
+                nonzero += 1
+        if nonzero >= 2:
+            shared += 1
+        if pos and neg:
+            conflicting += 1
+    return shared, conflicting

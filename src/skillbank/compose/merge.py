@@ -181,7 +181,7 @@ def svd_factor(dw: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor,
     """
     u, s, vh = torch.linalg.svd(dw.float(), full_matrices=False)
     k = min(rank, s.numel())
-    b, a = u[:, :k] * s[:k], vh[:k]
+    b, a = u[:, :k] * s[:k], vh[:k].clone()  # a copy: a view of vh would keep all of it alive
     norm = torch.linalg.norm(dw.float())
     err = float(torch.linalg.norm(dw.float() - b @ a) / norm) if norm > 0 else 0.0
     return a, b, err
@@ -210,13 +210,8 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
 def sign_conflicts(taus: Tensors) -> float:
     """Share of entries, among those where ≥ 2 task vectors are non-zero, whose non-zero
     signs disagree (TIES's interference measure)."""
-    stack = torch.stack([t.float() for t in taus]).sign()
-    nonzero = (stack != 0).sum(0)
-    both = nonzero >= 2
-    if not both.any():
-        return 0.0
-    pos, neg = (stack > 0).any(0), (stack < 0).any(0)
-    return float((pos & neg & both).sum() / both.sum())
+    shared, conflicting = kernels.sign_conflict_counts(List([t.numpy() for t in _flat(taus)]))
+    return conflicting / shared if shared else 0.0
 
 
 def graft_union(values: Tensors, masks: Tensors, weights: Sequence[float] | None = None,
