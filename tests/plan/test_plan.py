@@ -5,6 +5,7 @@ usefulness features and the affordance calibration by hand."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
@@ -226,5 +227,8 @@ def test_plan_cli_stores_a_chain_and_refuses_in_one_line(library, tmp_path, caps
     _one_line(lib.home, ["localize", "p", "--steps", 1], "no weights of its own", capsys, monkeypatch)
     _one_line(lib.home, ["compose", "m", "--from", "p,s-rot"], "not as ΔW", capsys, monkeypatch)
     gone = got["members"][0]
-    assert _cli(lib.home, "rm", gone).exit_code == 0     # a member removed: the chain says so
-    _one_line(lib.home, ["eval", "p", "--tasks", "rot", "--n", 2], gone.split("@")[0], capsys, monkeypatch)
+    _one_line(lib.home, ["rm", gone], "chain p@1 applies", capsys, monkeypatch)  # refused
+    with sqlite3.connect(lib.home / "catalog.sqlite") as db:  # removed behind rm's back:
+        name, version = gone.split("@")
+        db.execute("DELETE FROM skills WHERE name=? AND version=?", (name, int(version)))
+    _one_line(lib.home, ["eval", "p", "--tasks", "rot", "--n", 2], name, capsys, monkeypatch)
