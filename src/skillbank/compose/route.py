@@ -34,12 +34,14 @@ class RouterRecipe:
     """Everything that decides a router's tensors (members aside, which its config names).
 
     The defaults are the demo's (``standard.demo_router``): enough steps for every member
-    task to reach ≥ 0.95 normalised accuracy on the embedded base."""
+    task to reach ≥ 0.95 normalised accuracy on the embedded base (docs/methods.md §1:
+    500 steps at 1e-2 keep 0.963 on the weakest task, as 1000 at 3e-3 did; 300 at 1e-2
+    and 400 at 1.5e-2 fall below)."""
 
     world: str
     tasks: tuple[str, ...]
-    steps: int = 1000
-    lr: float = 3e-3
+    steps: int = 500
+    lr: float = 1e-2
     batch_size: int = 64
     seed: int = 0
     width: int = 256
