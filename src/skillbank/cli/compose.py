@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..skill import SkillError
+from ..skill import SkillError, check_name
 from .core import JsonOpt, Ui, app, csv_list, emit, lib, out, table, world_of
 
 LEARNED = ("lorahub", "scalearn", "scalearn-uniform", "scalearn++", "scalearn-uniform++",
@@ -205,6 +205,7 @@ def route_cmd(new: Annotated[str, typer.Argument(help="Name of the router skill.
     from ..compose.ops import MergeSpec, merge_skills
     from ..compose.route import RouterRecipe, distil_weights, train_router
 
+    check_name(new, "skill name")  # before any training
     library = lib(write=True)
     skills = [library.get(r) for r in csv_list(members)]
     if skills and library.base_of(skills[0]).kind == "policy":
