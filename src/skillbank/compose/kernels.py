@@ -2,14 +2,14 @@
 
 A TIES merge written as tensor operations reads every member's ΔW some ten times
 (|τ|, the radix histograms, the mask, the trim, the vote, the agreement, the sums) and
-allocates a temporary for each. The loops here do the same arithmetic in two passes:
-one histogram pass per member to find its trim threshold, then one pass over all members
-at once that trims, votes and takes the disjoint mean of each entry while its values are
-in registers. They are compiled by numba on first use (and cached on disk).
+allocates a temporary for each. The loops here read each member three times: two
+histogram passes find its trim threshold (an exact radix select), then one pass over all
+members, block by block while the block is in cache, trims, votes and takes the disjoint
+mean. They are compiled by numba on first use (and cached on disk).
 
-The arithmetic is the tensor code's, operation for operation, in float32 and in member
-order, so results are bit for bit those of ``merge.disjoint_merge`` on the trimmed stack
-(tested). Bit patterns: a non-negative IEEE-754 float orders like its bits read as an
+The arithmetic is that of TIES written as tensor operations, operation for operation, in
+float32 and in member order, so the results are bit for bit the same (tested against such
+a reference). Bit patterns: a non-negative IEEE-754 float orders like its bits read as an
 integer, so ``bits & 0x7FFFFFFF`` is |x| as an orderable integer.
 """
 

@@ -55,6 +55,8 @@ def topk_mask(tau: torch.Tensor, density: float) -> torch.Tensor:
     """
     threshold, tie_end = trim_threshold(tau, density)
     bits = tau.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
+    if tie_end >= bits.numel():  # every entry at the threshold stays
+        return bits >= threshold
     mask = bits > threshold
     if tie_end > 0:
         index = torch.arange(bits.numel()).view_as(bits)
@@ -85,7 +87,7 @@ def kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
     integer, so a histogram of the top 16 bits finds the bucket holding the k-th largest and
     a histogram of the low 16 bits inside that bucket finds it exactly. Two counting passes
     instead of a selection's data movement."""
-    threshold, _, _ = _radix_select(values.float().contiguous().reshape(-1).numpy(), k)
+    threshold, _, _ = _radix_select(values.detach().float().contiguous().reshape(-1).numpy(), k)
     return torch.tensor(threshold, dtype=torch.int32).view(torch.float32)
 
 
