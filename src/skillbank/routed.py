@@ -59,11 +59,12 @@ def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
 def member_vectors(members: Sequence[Skill]) -> dict[str, torch.Tensor]:
     """``{param: [n, d]}``: the members' changes to 1-D parameters (biases, norm scales),
     zero where a member leaves one alone."""
-    deltas = [{p: d.float() for p, d in m.delta().items() if d.dim() < 2} for m in members]
+    shapes = [{p: sh for p, sh in m.delta_params().items() if len(sh) < 2} for m in members]
     out = {}
-    for p in sorted(set().union(*deltas)):
-        shape = next(d[p].shape for d in deltas if p in d)
-        out[p] = torch.stack([d.get(p, torch.zeros(shape)).reshape(-1) for d in deltas])
+    for p in sorted(set().union(*shapes)):
+        shape = next(s[p] for s in shapes if p in s)
+        out[p] = torch.stack([(m.delta_of(p) if p in s else torch.zeros(shape)).reshape(-1)
+                              for m, s in zip(members, shapes, strict=True)])
     return out
 
 
@@ -73,7 +74,8 @@ def linear_factors(model: nn.Module, members: Sequence[Skill], what: str,
     layer any member changes, zero-padded to a common rank (a member that leaves a layer
     alone has zeros there). SkillError naming ``what`` for a change to a non-linear layer,
     and, unless ``vectors`` (the caller applies :func:`member_vectors`), to a 1-D one."""
-    if not vectors and (found := next(iter(member_vectors(members)), None)):
+    if not vectors and (found := next((p for m in members for p, sh in m.delta_params().items()
+                                        if len(sh) < 2), None)):
         raise SkillError(f"{what} supports changes to linear weights only; {found} is not one")
     modules = dict(model.named_modules())
     conv = frozenset(n for n, m in modules.items() if is_linear(m) and not isinstance(m, nn.Linear))

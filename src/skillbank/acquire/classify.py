@@ -90,8 +90,7 @@ class ClassifierRecipe:
         return {"method": "full-classifier" if self.full else "lora-classifier", **asdict(self)}
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
-                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return LoopConfig.of(self)
 
     def key(self, base: Base) -> str:
         """Identity of this run on this base (names its checkpoint directory)."""

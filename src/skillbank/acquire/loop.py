@@ -31,6 +31,12 @@ class LoopConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 50
 
+    @classmethod
+    def of(cls, recipe) -> LoopConfig:
+        """The loop a recipe's own fields set (steps, lr, warmup, weight decay, clipping)."""
+        return cls(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup,
+                   weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip)
+
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to 10% of it."""

@@ -64,8 +64,7 @@ class LoraRecipe:
         return {"method": "lora", **asdict(self), "target_modules": list(self.target_modules)}
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
-                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return LoopConfig.of(self)
 
     def key(self, base: Base) -> str:
         """Identity of this run on this base (names its checkpoint directory)."""

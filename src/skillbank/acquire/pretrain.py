@@ -96,8 +96,7 @@ def train_base_dir(recipe: BaseRecipe, out_dir: Path, progress=None) -> dict:
     model = LlamaForCausalLM(tiny_config(len(tokenizer), recipe.size, tokenizer))
     pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train") for t in recipe.tasks}
     sampler = Sampler(pools, recipe.batch_size, recipe.seed)
-    cfg = LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup,
-                     weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip)
+    cfg = LoopConfig.of(recipe)
     log = train(model, dict(model.named_parameters()), sampler, tokenizer, cfg, progress=progress)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     from transformers.utils import logging as hf_logging

@@ -32,17 +32,15 @@ def score_by_task(base: Base, skills: Sequence[Skill], world_name: str, tasks: S
     task) of the base with ``skills`` applied (or a router, given ``lib``), per task, on the
     world built with ``world_args`` (a files world's data file, say)."""
     world = get_world(world_name, **(world_args or {}))
+    if world.kind == "classification" and len(skills) != 1:
+        raise SkillError("a classifier is scored one skill at a time")
+    model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
+    tok = base.load_tokenizer()   # both loaded once for every task
     if world.kind == "classification":
         from ..evaluate.classify import evaluate_classifier
 
-        if len(skills) != 1:
-            raise SkillError("a classifier is scored one skill at a time")
-        model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
-        loaded = (model, base.load_tokenizer())   # once for every task
-        return {t: evaluate_classifier(base, skills[0], world, t, n, seed, loaded)["accuracy"]
+        return {t: evaluate_classifier(base, skills[0], world, t, n, seed, (model, tok))["accuracy"]
                 for t in tasks}
-    model = load_subject(lib, base, skills) if lib is not None else base.load_model(list(skills))
-    tok = base.load_tokenizer()
     return {t: evaluate_model(model, tok, world, t, n, seed)["exact_match"] for t in tasks}
 
 

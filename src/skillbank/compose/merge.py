@@ -70,7 +70,7 @@ def trim_threshold(tau: torch.Tensor, density: float) -> tuple[int, int]:
     indices; t = -1 keeps every entry). See :func:`kth_largest` for the bits."""
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
-    flat = tau.detach().float().contiguous().reshape(-1).numpy()
+    flat = _flat([tau])[0].numpy()
     n = flat.size
     k = max(1, int(round(density * n)))
     if k >= n:
@@ -132,13 +132,18 @@ def _flat(taus: Tensors) -> list[torch.Tensor]:
     return flat
 
 
+def _members(flat: list[torch.Tensor]) -> List:
+    """The flat task vectors as the compiled loops take them: a typed list of arrays (views)."""
+    return List([t.numpy() for t in flat])
+
+
 def _disjoint(flat: list[torch.Tensor], w: torch.Tensor, sign_method: str, convention: str,
               cut: list[tuple[int, int]]) -> torch.Tensor:
     if sign_method not in ("total", "frequency"):
         raise ValueError(f"sign_method must be total or frequency, not {sign_method!r}")
     if convention not in ("peft", "mergekit"):
         raise ValueError(f"convention must be peft or mergekit, not {convention!r}")
-    out = kernels.ties_fused(List([t.numpy() for t in flat]), w.float().numpy(),
+    out = kernels.ties_fused(_members(flat), w.float().numpy(),
                              np.array([t for t, _ in cut], dtype=np.int32),
                              np.array([e for _, e in cut], dtype=np.int64),
                              convention == "mergekit", sign_method == "frequency")
@@ -212,7 +217,7 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
 def sign_conflicts(taus: Tensors) -> float:
     """Share of entries, among those where ≥ 2 task vectors are non-zero, whose non-zero
     signs disagree (TIES's interference measure)."""
-    shared, conflicting = kernels.sign_conflict_counts(List([t.numpy() for t in _flat(taus)]))
+    shared, conflicting = kernels.sign_conflict_counts(_members(_flat(taus)))
     return conflicting / shared if shared else 0.0
 
 

@@ -62,8 +62,7 @@ class RouterRecipe:
         return {"method": "route", **asdict(self), "tasks": list(self.tasks)}
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
-                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return LoopConfig.of(self)
 
 
 @torch.no_grad()

@@ -59,8 +59,7 @@ class ClassifierRouterRecipe:
         return {"method": "route-classify", **asdict(self), "tasks": list(self.tasks)}
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, lr=self.lr, warmup=self.warmup,
-                          weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+        return LoopConfig.of(self)
 
 
 class RoutedClassifier(nn.Module):

@@ -183,8 +183,7 @@ def train_scalearn(
         dict(model.omega.named_parameters()),
         Sampler(pools, recipe.batch_size, recipe.seed),
         base.load_tokenizer(),
-        LoopConfig(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup,
-                   weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip),
+        LoopConfig.of(recipe),
         progress=progress,
     )
     refs = [m.ref for m in members]
