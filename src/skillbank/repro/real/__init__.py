@@ -51,14 +51,19 @@ def real_recipe(task: str, seed: int = 0, quick: bool = False, shots: int = 0,
                             val_every=25, patience=3, seed=seed, **kind)
 
 
+def skill_name(task: str, full: bool = False, shots: int = 0) -> str:
+    """``debian-TASK``, with ``full-`` for full fine-tunes and ``Kshot-`` for few-shot ones."""
+    return f"debian-{'full-' if full else ''}{f'{shots}shot-' if shots else ''}{task}"
+
+
 def real_skills(lib: Library, ui, tasks=TASKS, seed: int = 0, quick: bool = False,
-                executor=None, full: bool = False) -> tuple[Base, list[Skill]]:
-    """The real base and one classification skill per task (``debian-TASK``, or
-    ``debian-full-TASK`` for full fine-tunes), re-used by recipe or trained now as
-    ``train`` jobs (in this process unless ``executor`` is given)."""
+                executor=None, full: bool = False, shots: int = 0) -> tuple[Base, list[Skill]]:
+    """The real base and one classification skill per task (named by :func:`skill_name`),
+    re-used by recipe or trained now as ``train`` jobs (in this process unless ``executor``
+    is given); ``shots`` > 0 trains on that many train rows per label."""
     base = real_base(lib, ui)
-    jobs = [train_job(f"debian-{'full-' if full else ''}{t}", base,
-                      real_recipe(t, seed, quick, full=full)) for t in tasks]
+    jobs = [train_job(skill_name(t, full, shots), base,
+                      real_recipe(t, seed, quick, shots=shots, full=full)) for t in tasks]
     if executor is None:
         with get_executor() as ex, ui.jobs("real skills", len(jobs)) as progress:
             done = ensure(ex, lib, jobs, progress, what="training")
