@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 def joint_reference(lib: Library, base: Base, cfg: ContinualConfig, ui) -> list[float]:
     """Intransigence's reference a*: one LoRA trained on the even mixture of all tasks with
-    the whole sequence's budget (T × steps), evaluated on every task; stored as ``cl-joint``."""
+    the whole sequence's budget (T × steps), evaluated on every task; stored as ``cl-joint``.
+    On an encoder base, a classifier with every task's head (``continual/classify.py``)."""
+    if base.kind == "encoder":
+        from .classify import joint_classifier
+
+        return joint_classifier(lib, base, cfg, ui)
     from .strategies import _new_lora, evaluate_row
 
     world = get_world(cfg.world)

@@ -175,7 +175,12 @@ def run_continual(
     the previous one) and the result (subject ``continual:STRATEGY``) in ``lib``.
 
     ``b`` (the base's accuracy per task) is measured unless given; ``joint`` (a jointly
-    trained reference's accuracy per task) adds intransigence to the metrics."""
+    trained reference's accuracy per task) adds intransigence to the metrics. On an encoder
+    base the skills are classifiers (``continual/classify.py``)."""
+    if base.kind == "encoder":
+        from .classify import run_continual_classifier
+
+        return run_continual_classifier(lib, base, cfg, ui, b=b, joint=joint)
     cfg.check()
     world = get_world(cfg.world)
     tok = base.load_tokenizer()

@@ -192,9 +192,10 @@ def judge(runs: dict[str, Any], a_star: list[float]) -> tuple[dict[str, Any], bo
     return figures, all(checks.values())
 
 
-def continual_sections(out_dir: Path, runs: list[Any]) -> list[Section]:
-    """Per run: R as a table and the accuracy on each task over the sequence (x = tasks
-    learned, 0 = the base), written as PNGs into ``out_dir``."""
+def continual_sections(out_dir: Path, runs: list[Any], metric: str = "exact match"
+                       ) -> list[Section]:
+    """Per run: R as a table and the accuracy (``metric``) on each task over the sequence
+    (x = tasks learned, 0 = the base), written as PNGs into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for run_ in runs:
@@ -207,9 +208,9 @@ def continual_sections(out_dir: Path, runs: list[Any]) -> list[Section]:
         curves(
             series,
             out_dir / png,
-            f"{strat}: exact match on each task over the sequence",
+            f"{strat}: {metric} on each task over the sequence",
             "tasks learned",
-            "exact match",
+            metric,
         )
         m = run_.metrics
         text = (
