@@ -217,3 +217,35 @@ def test_wrong_kind_of_task_for_the_base(setup, tmp_path, make_llama):
     r = cli(home, "eval", "--base", "tiny-llama", "--world", "files", "--data", data,
             "--tasks", "topic")
     assert isinstance(r.exception, SkillError) and "encoder base" in str(r.exception)
+
+
+def test_label_word_head_by_hand_and_frozen(setup):
+    """head="labels": row c = 20 · ê_c / mean‖x‖ (ê_c the unit embedding of label c's name,
+    the norm's mean over the train texts), bias 0, unchanged by training; the recipe keeps
+    the field, and a default recipe's stored form does not name it."""
+    from skillbank.acquire.classify import LABEL_SCALE, encode_texts, mean_pool
+
+    base = setup["base"]
+    recipe = ClassifierRecipe(task="topic", world_args={"path": str(setup["data"])}, rank=2,
+                              alpha=4, steps=2, batch_size=4, max_length=16, seed=0,
+                              head="labels")
+    skill = train_classifier("words", base, recipe)
+    model, tok = base.load_model().eval(), base.load_tokenizer()
+    labels = skill.config["labels"]
+    world = get_world("files", path=str(setup["data"]))
+    texts = [e.prompt for e in world.examples("topic", 0, seed=0, split="train")[:256]]
+
+    def embed(batch):
+        enc = encode_texts(tok, batch, 16)
+        with torch.no_grad():
+            return mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])
+
+    e = embed(labels)
+    norm = torch.cat([embed(texts[i:i + 64]).norm(dim=1) for i in range(0, len(texts), 64)])
+    want = LABEL_SCALE * (e / e.norm(dim=1, keepdim=True)) / norm.mean()
+    assert torch.allclose(skill.tensors["head.weight"], want, atol=1e-5)
+    assert torch.equal(skill.tensors["head.bias"], torch.zeros(len(labels)))
+    assert skill.recipe["head"] == "labels"
+    assert "head" not in ClassifierRecipe(task="t", world="debian").as_dict()
+    with pytest.raises(SkillError, match="head must be one of"):
+        ClassifierRecipe(task="topic", world="debian", head="mlp")

@@ -58,8 +58,9 @@ def test_quick_real_graft(tmp_path):
     fam = res["figures"]["families"]
     assert set(fam) == set(graft.FAMILIES)
     for f in fam.values():
-        assert set(f["skills"]) in ({"debian-full-64shot-media", "debian-full-64shot-net"},
-                                    {"debian-media", "debian-net"})
+        assert set(f["skills"]) in (
+            {"debian-full-64shot-labelhead-media", "debian-full-64shot-labelhead-net"},
+            {"debian-64shot-labelhead-media", "debian-64shot-labelhead-net"})
         for per in f["skills"].values():
             assert set(per) == {"0.001", "0.01"}
             for g in per.values():
@@ -68,6 +69,7 @@ def test_quick_real_graft(tmp_path):
         assert len(f["overlap"]["0.001"]) == 2 and f["overlap"]["0.01"][0][0] == pytest.approx(1.0)
     assert (tmp_path / "out" / "relative_gain.png").exists()
     with Library.open(home) as lib:
-        few = lib.get("debian-full-64shot-media")
+        few = lib.get("debian-full-64shot-labelhead-media")
         assert few.kind == "delta" and few.recipe["world_args"]["shots"] == 64
-        assert lib.get("debian-full-64shot-media-graft-0.01").kind == "sparse"
+        assert few.recipe["head"] == "labels"
+        assert lib.get("debian-full-64shot-labelhead-media-graft-0.01").kind == "sparse"

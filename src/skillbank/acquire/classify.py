@@ -5,7 +5,10 @@ weighted mean of its last hidden state (the pooling sentence-transformers models
 all-MiniLM-L6-v2 were trained with), and a linear head ``hidden -> n_labels``. PEFT wraps
 the encoder's attention linear layers with LoRA (B starts at zero) and the head starts at
 zero, so training starts from the uniform predictor on an unchanged base. Both are trained
-jointly with cross-entropy through the shared loop (``acquire/loop.py``).
+jointly with cross-entropy through the shared loop (``acquire/loop.py``). With
+``head="labels"`` the head is instead the label names' own sentence embeddings, frozen
+(:func:`label_head`): the base alone is then a zero-shot classifier and only the encoder
+learns, as in prompt-based fine-tuning.
 
 The skill is an ordinary ``lora`` skill: its ΔW merges into the base like any other, and
 the head, which belongs to the skill and not to the base, travels as ``head.weight`` and
@@ -82,12 +85,20 @@ class ClassifierRecipe:
     val_every: int = 0      # > 0: early stopping on a validation slice of the train split
     patience: int = 2
     full: bool = False      # fine-tune every encoder-block weight (a delta skill), not LoRA
+    head: str = "linear"    # "linear": trained from zeros; "labels": the label words, frozen
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise SkillError(f"classifier head must be one of {', '.join(HEADS)}, got {self.head!r}")
         object.__setattr__(self, "world_args", pinned_args(self.world, self.world_args))
 
     def as_dict(self) -> dict:
-        return {"method": "full-classifier" if self.full else "lora-classifier", **asdict(self)}
+        """The recipe as stored; ``head`` at its default is left out, so skills stored before
+        the field existed keep their identity."""
+        out = {"method": "full-classifier" if self.full else "lora-classifier", **asdict(self)}
+        if self.head == "linear":
+            del out["head"]
+        return out
 
     def loop(self) -> LoopConfig:
         return LoopConfig.of(self)
@@ -96,6 +107,33 @@ class ClassifierRecipe:
         """Identity of this run on this base (names its checkpoint directory)."""
         blob = canonical_json([base.fingerprint, self.as_dict()])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+HEADS = ("linear", "labels")
+LABEL_SCALE = 20.0   # the label-word head's logit scale: 20 × cosine, sentence-transformers' usual
+
+
+@torch.no_grad()
+def label_head(encoder: nn.Module, tokenizer, labels: Sequence[str], texts: Sequence[str],
+               max_length: int) -> nn.Linear:
+    """A frozen zero-shot head from the label words (the analogue, for a sentence encoder, of
+    prompt-based fine-tuning's label words; Gao et al. 2021, as Panigrahi et al. 2023 use):
+    row c is ``LABEL_SCALE · ê_c / mean‖x‖`` with ê_c the unit sentence embedding of label
+    c's own name and mean‖x‖ the mean norm of ``texts``' embeddings, bias 0. Its logits are
+    ≈ ``LABEL_SCALE`` × the cosine between a text and each label name, so the unchanged base
+    already classifies, and fine-tuning can move only the encoder."""
+    def embed(batch: Sequence[str]) -> torch.Tensor:
+        enc = encode_texts(tokenizer, batch, max_length)
+        return mean_pool(encoder(**enc).last_hidden_state.float(), enc["attention_mask"])
+
+    names = embed(list(labels))
+    unit = names / names.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    norm = torch.cat([embed(texts[i:i + 64]).norm(dim=1) for i in range(0, len(texts), 64)])
+    head = nn.Linear(unit.shape[1], len(labels))
+    head.weight.copy_(LABEL_SCALE * unit / norm.mean().clamp(min=1e-12))
+    head.bias.zero_()
+    head.requires_grad_(False)
+    return head
 
 
 VALIDATION_MODULUS = 9
@@ -264,9 +302,13 @@ def train_classifier(name: str, base: Base, recipe: ClassifierRecipe,
         peft_model = get_peft_model(model, LoraConfig(
             r=recipe.rank, lora_alpha=recipe.alpha, target_modules=cfg["target_modules"],
             lora_dropout=0.0, bias="none"))
-    head = nn.Linear(hidden_size(model), len(labels))
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    if recipe.head == "labels":   # nothing has trained yet: the encoder is the base's
+        head = label_head(peft_model, tokenizer, labels, [ex.prompt for ex in pool[:256]],
+                          recipe.max_length)
+    else:
+        head = nn.Linear(hidden_size(model), len(labels))
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
     clf = EncoderClassifier(peft_model, head)
     params = {k: p for k, p in clf.named_parameters() if p.requires_grad}
 

@@ -74,6 +74,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
               lr: Annotated[float | None, typer.Option(min=0.0, help="Default 5e-3 (LoRA); 1e-4 with --full.")] = None,
               batch_size: Annotated[int | None, typer.Option(min=1, help="Default 64; classifiers 32.")] = None,
               full: Annotated[bool, typer.Option("--full", help="Classification: fine-tune every encoder-block weight (stored as an exact delta skill) instead of a LoRA.")] = False,
+              head: Annotated[str, typer.Option(help="Classification: 'linear' (a new head, trained) or 'labels' (the label names' embeddings, frozen: a zero-shot start, only the encoder learns).")] = "linear",
               max_length: Annotated[int, typer.Option(
                   min=1, help="Classification: tokens per text.")] = 64,
               val_every: Annotated[int, typer.Option(min=0, help="Classification: score a validation slice of the train split every N steps and stop when it stalls (0: never; --steps is then exact).")] = 25,
@@ -120,6 +121,8 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
                          "classification skills need an encoder base")
     if full and not classify:
         raise SkillError("--full fine-tunes classifiers on an encoder base; generation skills are LoRAs")
+    if head != "linear" and not classify:
+        raise SkillError("--head applies to classifiers on an encoder base")
     steps = steps or (150 if classify else 300)
     lr = lr if lr is not None else (1e-4 if full else 5e-3)
     batch_size = batch_size or (32 if classify else 64)
@@ -127,7 +130,7 @@ def train_cmd(skill: Annotated[str, typer.Argument(help="Name of the new skill."
         trainer, recipe = train_classifier, ClassifierRecipe(
             task=task, world=world, world_args=world_args, rank=rank, alpha=2 * rank, steps=steps,
             lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
-            val_every=val_every, patience=patience, full=full)
+            val_every=val_every, patience=patience, full=full, head=head)
     else:
         trainer, recipe = train_lora, LoraRecipe(
             world=world, task=task, rank=rank, alpha=2 * rank, steps=steps, lr=lr,

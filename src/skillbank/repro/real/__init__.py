@@ -37,13 +37,15 @@ def real_base(lib: Library, ui) -> Base:
 
 
 def real_recipe(task: str, seed: int = 0, quick: bool = False, shots: int = 0,
-                full: bool = False) -> ClassifierRecipe:
+                full: bool = False, head: str = "linear") -> ClassifierRecipe:
     """The standard classification skill of ``task``: rank-8 LoRA on attention plus a head
     (``full``: every encoder-block weight, lr 1e-4), batches of 32, at most 150 steps,
-    stopped on a validation slice (``skillbank train``'s defaults on an encoder). ``quick``
-    shrinks it for smoke tests."""
+    stopped on a validation slice (``skillbank train``'s defaults on an encoder);
+    ``head="labels"``: the label words' frozen head instead of a trained one
+    (``acquire.classify.label_head``). ``quick`` shrinks it for smoke tests."""
     args = {"shots": shots} if shots else {}
     kind = {"full": True, "lr": 1e-4} if full else {"target_modules": BERT_ATTENTION}
+    kind["head"] = head
     if quick:
         return ClassifierRecipe(task=task, world="debian", world_args={"shots": 16, **args},
                                 steps=4, batch_size=8, max_length=32, seed=seed, **kind)
@@ -51,19 +53,23 @@ def real_recipe(task: str, seed: int = 0, quick: bool = False, shots: int = 0,
                             val_every=25, patience=3, seed=seed, **kind)
 
 
-def skill_name(task: str, full: bool = False, shots: int = 0) -> str:
-    """``debian-TASK``, with ``full-`` for full fine-tunes and ``Kshot-`` for few-shot ones."""
-    return f"debian-{'full-' if full else ''}{f'{shots}shot-' if shots else ''}{task}"
+def skill_name(task: str, full: bool = False, shots: int = 0, head: str = "linear") -> str:
+    """``debian-TASK``, with ``full-`` for full fine-tunes, ``Kshot-`` for few-shot ones and
+    ``labelhead-`` for the label words' frozen head."""
+    return (f"debian-{'full-' if full else ''}{f'{shots}shot-' if shots else ''}"
+            f"{'labelhead-' if head == 'labels' else ''}{task}")
 
 
 def real_skills(lib: Library, ui, tasks=TASKS, seed: int = 0, quick: bool = False,
-                executor=None, full: bool = False, shots: int = 0) -> tuple[Base, list[Skill]]:
+                executor=None, full: bool = False, shots: int = 0, head: str = "linear"
+                ) -> tuple[Base, list[Skill]]:
     """The real base and one classification skill per task (named by :func:`skill_name`),
     re-used by recipe or trained now as ``train`` jobs (in this process unless ``executor``
     is given); ``shots`` > 0 trains on that many train rows per label."""
     base = real_base(lib, ui)
-    jobs = [train_job(skill_name(t, full, shots), base,
-                      real_recipe(t, seed, quick, shots=shots, full=full)) for t in tasks]
+    jobs = [train_job(skill_name(t, full, shots, head), base,
+                      real_recipe(t, seed, quick, shots=shots, full=full, head=head))
+            for t in tasks]
     if executor is None:
         with get_executor() as ex, ui.jobs("real skills", len(jobs)) as progress:
             done = ensure(ex, lib, jobs, progress, what="training")
