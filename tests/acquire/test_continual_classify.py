@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from skillbank.acquire.classify import MultiHead
 from skillbank.cli import app
-from skillbank.continual.classify import MultiHead
 from skillbank.continual.strategies import STRATEGIES
 from skillbank.library import Library
 from skillbank.repro import profiles

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from typer.testing import CliRunner
 
 from skillbank.cli import app
@@ -37,7 +40,9 @@ def test_quick_real_composition(tmp_path):
     assert fig["tasks"] == ["media", "net"]
     for what in ("lora", "full"):
         fam = fig[what]
-        assert set(fam["methods"]) == set(composition.specs(2, 0)) | {"auto", composition.ROUTER}
+        extra = {"auto", composition.ROUTER, composition.LORAHUB}
+        extra |= {composition.SCALEARN} if what == "lora" else set()
+        assert set(fam["methods"]) == set(composition.specs(2, 0)) | extra
         assert len(fam["methods"][composition.ROUTER]["mean_alpha"]["net"]) == 2
         for m in fam["methods"].values():
             assert set(m["normalised"]) == {"media", "net"}
@@ -48,3 +53,31 @@ def test_quick_real_composition(tmp_path):
         # a full fine-tune changes every encoder-block weight and nothing else
         full = lib.get("debian-full-media")
         assert full.delta() and all(k.startswith("encoder.layer.") for k in full.delta())
+
+    # LoRAHub for a task no member answers: read by that task's label-word head, which the
+    # composed skill carries; its first point (w = 0) is the base's cross-entropy by hand
+    from skillbank.acquire.classify import label_head
+    from skillbank.compose.lorahub import lorahub
+    from skillbank.worlds import get_world
+
+    with Library.open(home) as lib:
+        base = lib.base("minilm")
+        members = [lib.get("debian-media"), lib.get("debian-net")]
+        hub = lorahub("hub", base, members, "debian", "science", examples=5, steps=3)
+        assert set(hub.heads()) == {"media", "net", "science"}
+        world = get_world("debian")
+        model, tok = base.load_model(), base.load_tokenizer()
+        labels = world.labels("science")
+        pool = [e.prompt for e in world.examples("science", 256, seed=0, split="train")]
+        head = label_head(model, tok, labels, pool, 32)
+        assert torch.allclose(hub.tensors["head.science.weight"], head.weight)
+        shots = world.examples("science", 5, seed=0, split="train")
+        enc = tok([e.prompt for e in shots], padding=True, truncation=True, max_length=32,
+                  return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            logits = head((hidden * m).sum(1) / m.sum(1))
+        y = torch.tensor([labels.index(e.target) for e in shots])
+        ce = float(torch.nn.functional.cross_entropy(logits, y))
+        assert hub.metrics["lorahub"]["history"][0] == pytest.approx(ce, rel=1e-5)

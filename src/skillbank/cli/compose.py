@@ -76,9 +76,10 @@ def compose_cmd(new: Annotated[str, typer.Argument(help="Name of the composed sk
         world, wargs = "metaworld", {}
     else:
         world, wargs = world_of(library, skills, world, data)
-    if base.kind == "encoder" and (method in LEARNED or method.startswith(("lorahub", "adamerging"))):
+    if base.kind == "encoder" and method.startswith("adamerging"):
         raise SkillError(f"{method} learns from generated answers; on an encoder base "
-                         "(classifiers) use a merge method, regmean, fisher or auto")
+                         "(classifiers) use a merge method, regmean, fisher, lorahub, "
+                         "scalearn or auto")
     ui = Ui(as_json)
     if method == "lorahub":
         from ..compose.lorahub import lorahub

@@ -21,6 +21,12 @@ Departures from the authors' code, on purpose:
 The composed skill is stored through the ordinary merge machinery (a ``linear`` merge with
 the found weights, so a ``delta`` skill, exact: merge error 0), with a ``lorahub`` recipe,
 the found weights and the members as lineage.
+
+On an encoder base the members are classifiers and CE is the cross-entropy of the few
+examples' labels, read by the target task's head: a member's own head when a member
+answers the task, otherwise the task's label-word head on the base (``acquire.classify.
+label_head``, frozen), which the composed skill then carries beside the members' heads —
+so LoRAHub composes classifiers for a task none of them was trained on, as in the paper.
 """
 
 from __future__ import annotations
@@ -123,24 +129,37 @@ def lorahub(
         check_base(m, base)
     if examples < 1:
         raise SkillError(f"LoRAHub needs ≥ 1 example, got {examples}")
-    shots = get_world(world_name, **(world_args or {})).examples(task, examples, seed=seed, split="train")
+    world = get_world(world_name, **(world_args or {}))
+    shots = world.examples(task, examples, seed=seed, split="train")
     model = base.load_model()
     for p in model.parameters():
         p.requires_grad_(False)
-    batch = training_batch(base.load_tokenizer(), shots)
+    new_head = None
+    if base.kind == "encoder":
+        forward, new_head = _classifier_loss(base, model, members, world, task, shots)
+    else:
+        batch = training_batch(base.load_tokenizer(), shots)
+
+        def forward() -> torch.Tensor:
+            return model(**batch).loss
     weighted = WeightedBase(model, members)
     ces: list[float] = []
 
     @torch.no_grad()
     def loss(w: np.ndarray) -> float:
         weighted.set(w)
-        ce = float(model(**batch).loss)
+        ce = float(forward())
         ces.append(ce)
         return objective(ce, w, reg)
 
     best_w, best, history = search(loss, len(members), steps, seed, bound, progress)
     weights = [float(x) for x in best_w]
     skill = merge_skills(name, members, MergeSpec("linear", weights=weights, seed=seed))
+    if new_head is not None:   # the task's label-word head travels with the composed skill
+        labels, head = new_head
+        skill.tensors[f"head.{task}.weight"] = head.weight.detach().clone()
+        skill.tensors[f"head.{task}.bias"] = head.bias.detach().clone()
+        skill.config["heads"] = {**skill.config.get("heads", {}), task: list(labels)}
     skill.recipe = {
         "method": "lorahub",
         "world": world_name,
@@ -162,3 +181,36 @@ def lorahub(
         "history": history,
     }
     return skill
+
+
+def _classifier_loss(base: Base, model, members: Sequence[Skill], world, task: str, shots):
+    """``(forward, new head)``: the few examples' cross-entropy through ``task``'s head on
+    ``model`` (whose weights LoRAHub sets), and ``(labels, head)`` when that head is the
+    task's label-word head (no member answers ``task``), else None."""
+    from ..acquire.classify import (
+        EncoderClassifier,
+        classification_world,
+        encode_texts,
+        label_head,
+        label_indices,
+    )
+    from ..evaluate.classify import head_layer
+
+    owner = next((m for m in members if task in m.heads()), None)
+    tokenizer = base.load_tokenizer()
+    max_length = max(int(m.config.get("max_length") or 64) for m in members)
+    new_head = None
+    if owner is not None:
+        head, labels = head_layer(owner, task)
+    else:
+        labels = classification_world(world, task, base)
+        pool = world.examples(task, 256, seed=0, split="train")
+        head = label_head(model, tokenizer, labels, [e.prompt for e in pool], max_length)
+        new_head = (labels, head)
+    clf = EncoderClassifier(model, head).eval()
+    enc = encode_texts(tokenizer, [e.prompt for e in shots], max_length)
+    y = label_indices(shots, labels)
+
+    def forward() -> torch.Tensor:
+        return clf(**enc, labels=y).loss
+    return forward, new_head

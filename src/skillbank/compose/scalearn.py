@@ -25,6 +25,11 @@ Departures from the paper, on purpose:
   place the per-output form is used.
 - Trained with the shared training loop (AdamW, warm-up then cosine decay) on an even
   mixture of a few hundred examples per target task.
+
+On an encoder base the members are classifiers: each example's loss is the cross-entropy of
+its label through its task's member head, frozen (``acquire.classify.MultiHead``), and the
+composed skill carries every member's head beside the ΔW (``compose.heads``), so it answers
+each member task with that task's head.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from ..base import Base, check_base
 from ..routed import linear_factors
 from ..skill import Skill, SkillError
 from ..worlds import get_world
+from .heads import with_heads
 from .ops import check_members, diagnostics
 
 # variant: (ω is a vector over output features, ω shared across layers)
@@ -120,7 +126,7 @@ class ScaLearnModel(nn.Module):
                 self.omega[key] = nn.Parameter(2.0 / n + 0.001 * torch.randn(shape, generator=gen))
             modules[name].register_forward_hook(self._hook(name))
         self.config = self.model.config
-        self.generation_config = self.model.generation_config
+        self.generation_config = getattr(self.model, "generation_config", None)  # encoders: none
 
     def _pkey(self, module: str) -> str:
         return omega_key(module, self.shared).replace(".", "__")
@@ -178,20 +184,24 @@ def train_scalearn(
     torch.manual_seed(recipe.seed)
     model = ScaLearnModel(base.load_model(), members, recipe.variant, recipe.seed)
     pools = {t: world.examples(t, recipe.pool, seed=recipe.seed, split="train") for t in tasks}
+    trained, extra = model, {}
+    if base.kind == "encoder":
+        trained, extra["make_batch"] = _classifier_task_model(base, model, members, pools)
     log = train(
-        model,
+        trained,
         dict(model.omega.named_parameters()),
         Sampler(pools, recipe.batch_size, recipe.seed),
         base.load_tokenizer(),
         LoopConfig.of(recipe),
         progress=progress,
+        **extra,
     )
     refs = [m.ref for m in members]
     omega_mean = {
         ref: float(torch.cat([p.detach()[i].reshape(-1) for p in model.omega.values()]).mean())
         for i, ref in enumerate(refs)
     }
-    return Skill(
+    return with_heads(Skill(
         name=name,
         kind="delta",
         base=base.fingerprint,
@@ -211,4 +221,34 @@ def train_scalearn(
             "merge_error": {"max": 0.0, "mean": 0.0},
             "diagnostics": diagnostics(members),
         },
-    )
+    ), members)
+
+
+def _classifier_task_model(base: Base, model: ScaLearnModel, members: Sequence[Skill],
+                           pools: dict) -> tuple[nn.Module, object]:
+    """``(model with every task's frozen member head, make_batch)`` for classifiers."""
+    from ..acquire.classify import Encoded, MultiHead, label_indices
+    from ..evaluate.classify import head_layer
+
+    tasks = list(pools)
+    multi = MultiHead(model, tasks)
+    labels = {}
+    for task in tasks:
+        owner = next((m for m in members if task in m.heads()), None)
+        if owner is None:
+            raise SkillError(f"ScaLearn on classifiers reads each task with its member's head; "
+                             f"no member answers {task!r}")
+        multi.heads[task], labels[task] = head_layer(owner, task)
+        label_indices(pools[task], labels[task])   # every label known before training
+    max_length = max(int(m.config.get("max_length") or 64) for m in members)
+    encoded = Encoded(base.load_tokenizer(), [e.prompt for p in pools.values() for e in p],
+                      max_length)
+    class_of = {t: {label: i for i, label in enumerate(labels[t])} for t in tasks}
+    index = {t: i for i, t in enumerate(tasks)}
+
+    def make_batch(_tok, examples):
+        batch = encoded.batch([e.prompt for e in examples])
+        batch["labels"] = torch.tensor([class_of[e.task][e.target] for e in examples])
+        batch["task_index"] = torch.tensor([index[e.task] for e in examples])
+        return batch
+    return multi, make_batch

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,11 +33,10 @@ from torch import nn
 from ..acquire.classify import (
     ClassifierRecipe,
     Encoded,
+    MultiHead,
     attention_targets,
     classification_world,
-    hidden_size,
     label_indices,
-    mean_pool,
     train_classifier,
 )
 from ..acquire.data import Sampler
@@ -53,33 +51,6 @@ from ..worlds import get_world
 from .replay import ReplaySampler, balanced_buffer
 
 MAX_LENGTH = 64   # tokens per text (ClassifierRecipe's default)
-
-
-class MultiHead(nn.Module):
-    """Encoder + mean pooling + one head per task; each example is read by its task's head
-    and the loss is the mean cross-entropy over the batch."""
-
-    def __init__(self, encoder: nn.Module, tasks: list[str]):
-        super().__init__()
-        self.encoder, self.tasks = encoder, tasks
-        self.heads = nn.ModuleDict()
-
-    def add_head(self, task: str, n_labels: int) -> nn.Linear:
-        head = nn.Linear(hidden_size(self.encoder), n_labels)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        self.heads[task] = head
-        return head
-
-    def forward(self, input_ids, attention_mask, labels, task_index):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = mean_pool(hidden.float(), attention_mask)
-        loss = pooled.new_zeros(())
-        for j in task_index.unique().tolist():
-            rows = task_index == j
-            logits = self.heads[self.tasks[j]](pooled[rows])
-            loss = loss + nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
-        return SimpleNamespace(loss=loss / len(labels))
 
 
 def _lora(model: nn.Module, cfg, seed: int, base: Base) -> nn.Module:

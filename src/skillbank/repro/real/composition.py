@@ -15,8 +15,12 @@ and the advisor (``compose --method auto``: the grid of ``compose.advisor``, cho
 held-out texts per task drawn with its own seed — the eval split is small, so its row is
 slightly optimistic). Beside them PSEC's router (``compose.route_classify``): α(x) from
 the unchanged base's sentence embedding, trained on the member tasks' labelled train rows
-through their frozen heads (so, unlike the merges, it learns from labels). LoRAHub,
-ScaLearn and AdaMerging learn from generated answers and do not apply to classifiers yet.
+through their frozen heads (so, unlike the merges, it learns from labels); LoRAHub
+(``compose.lorahub``: per task, its weights searched on 5 train rows of that task, read by
+its member's head — one model per task, as LoRAHub composes for one task); and, on the
+LoRA members, ScaLearn (``compose.scalearn``: per-module output scales on 300 train rows
+per task, 300 steps). AdaMerging learns from generated answers and does not apply to
+classifiers.
 
 Two families of members, both measured: full fine-tunes of the encoder blocks (as
 FusionBench fine-tunes; ``ClassifierRecipe(full=True)``, stored as exact ``delta`` skills)
@@ -40,9 +44,11 @@ from pathlib import Path
 
 from ...acquire.probe import probe
 from ...compose.advisor import advise, candidates
+from ...compose.lorahub import lorahub
 from ...compose.measure import normalised, score_by_task
 from ...compose.ops import MergeSpec, diagnostics, merge_skills
 from ...compose.route_classify import ClassifierRouterRecipe, train_classifier_router
+from ...compose.scalearn import ScaLearnRecipe, train_scalearn
 from ...report.html import Section
 from ...report.plots import heatmap
 from ...worlds import get_world
@@ -101,7 +107,7 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
     grid = specs(len(skills), seed)
     if quick:   # statistics of 8 texts per member, not 64
         grid = {k: replace(v, examples=8) for k, v in grid.items()}
-    with ui.bar(f"merges ({what})", len(grid) + 2) as step:
+    with ui.bar(f"merges ({what})", len(grid) + 4) as step:
         for i, (label, spec) in enumerate(grid.items()):
             t0 = time.perf_counter()
             merged = merge_skills("real-merge", skills, spec, base, lib=lib)
@@ -122,10 +128,32 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
         out["methods"][ROUTER] = {**_row(base, router, tasks, n_eval, seed, alone, t0, lib),
                                   "mean_alpha": router.metrics["mean_alpha"]}
         step(len(grid) + 2, None)
+        t0 = time.perf_counter()
+        per_task = {}
+        for t in tasks:   # LoRAHub composes for one task from its few examples
+            hub = lorahub(f"real-lorahub-{t}", base, skills, "debian", t,
+                          steps=4 if quick else 40, seed=seed)
+            per_task[t] = score_by_task(base, [hub], "debian", [t], n_eval, seed)[t]
+            out.setdefault("lorahub_weights", {})[t] = hub.recipe["weights"]
+        norm = normalised(per_task, alone)
+        vals = [v for v in norm.values() if v is not None]
+        out["methods"][LORAHUB] = {"accuracy": per_task, "normalised": norm,
+                                   "mean": sum(vals) / len(vals) if vals else 0.0,
+                                   "merge_error": 0.0,
+                                   "seconds": round(time.perf_counter() - t0, 1)}
+        step(len(grid) + 3, None)
+        if what == "LoRA":   # ScaLearn scales LoRA outputs (B·A·x): LoRA members only
+            t0 = time.perf_counter()
+            scaled = train_scalearn("real-scalearn", base, skills, "debian", tasks,
+                                    ScaLearnRecipe(steps=4 if quick else 300, seed=seed))
+            out["methods"][SCALEARN] = _row(base, scaled, tasks, n_eval, seed, alone, t0)
+        step(len(grid) + 4, None)
     return out
 
 
 ROUTER = "PSEC router α(x)"
+LORAHUB = "LoRAHub (per task, 5 examples)"
+SCALEARN = "ScaLearn"
 
 
 def run(lib, ui, out_dir: Path, seed: int = 0, quick: bool = False, executor=None) -> Outcome:
