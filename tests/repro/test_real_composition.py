@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-
 from typer.testing import CliRunner
 
 from skillbank.cli import app
