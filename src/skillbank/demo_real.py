@@ -72,7 +72,8 @@ def run_real_demo(lib: Library, out_dir: Path, cfg: RealDemoConfig, ui) -> dict[
             t = time.perf_counter()
             alone = {t: matrix[s.ref][t]["accuracy"] for s, t in zip(skills, tasks, strict=True)}
             summary["composition"] = family(lib, ui, base, skills, tasks, cfg.n_eval, cfg.seed,
-                                            cfg.quick, "LoRA", alone)   # the matrix's diagonal
+                                            cfg.quick, "LoRA", alone,   # the matrix's diagonal
+                                            learned=False)   # the embedded demo's sections
             sections += _composition_sections(summary["composition"], tasks, out_dir)
             phases["composition"] = round(time.perf_counter() - t, 1)
         if cfg.localization:

@@ -93,9 +93,10 @@ def _row(base, merged, tasks, n_eval, seed, alone, t0, lib=None) -> dict:
 
 
 def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, what: str,
-           alone: dict[str, float] | None = None) -> dict:
-    """Every merge of one family of members (LoRA or full fine-tunes), and the advisor;
-    ``alone`` (each member's accuracy on its task, same rows) is measured unless given."""
+           alone: dict[str, float] | None = None, learned: bool = True) -> dict:
+    """Every merge of one family of members (LoRA or full fine-tunes), the advisor and the
+    router, and (``learned``) LoRAHub and ScaLearn; ``alone`` (each member's accuracy on its
+    task, same rows) is measured unless given."""
     if alone is None:
         alone = {t: score_by_task(base, [s], "debian", [t], n_eval, seed)[t]
                  for s, t in zip(skills, tasks, strict=True)}
@@ -107,7 +108,7 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
     grid = specs(len(skills), seed)
     if quick:   # statistics of 8 texts per member, not 64
         grid = {k: replace(v, examples=8) for k, v in grid.items()}
-    with ui.bar(f"merges ({what})", len(grid) + 4) as step:
+    with ui.bar(f"merges ({what})", len(grid) + (4 if learned else 2)) as step:
         for i, (label, spec) in enumerate(grid.items()):
             t0 = time.perf_counter()
             merged = merge_skills("real-merge", skills, spec, base, lib=lib)
@@ -128,6 +129,8 @@ def family(lib, ui, base, skills, tasks, n_eval: int, seed: int, quick: bool, wh
         out["methods"][ROUTER] = {**_row(base, router, tasks, n_eval, seed, alone, t0, lib),
                                   "mean_alpha": router.metrics["mean_alpha"]}
         step(len(grid) + 2, None)
+        if not learned:
+            return out
         t0 = time.perf_counter()
         per_task = {}
         for t in tasks:   # LoRAHub composes for one task from its few examples
