@@ -14,6 +14,9 @@ tasks can only disturb it through the encoder — that is what forgetting measur
 - ``expand``: each task's classifier trained alone on the base (``train_classifier``, the
   same budget); R is the task-aware library; after the last task PSEC's classifier router
   (``compose.route_classify``, its own defaults) answers every task task-agnostically.
+  ``train_classifier`` samples the whole train split, the other strategies its first
+  ``pool`` rows in the same shuffled order: the same rows whenever a task has at most
+  ``pool`` (4000 by default; every Debian task has fewer).
 
 Departure: a task without a head yet cannot be answered, so R[t][i] for i > t is the
 base's row b[i] — the majority-class accuracy of task i (``evaluate_classifier`` with no
@@ -41,6 +44,7 @@ from ..acquire.classify import (
 )
 from ..acquire.data import Sampler
 from ..acquire.loop import LoopConfig, train
+from ..acquire.lora import lora_tensors
 from ..acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
@@ -65,16 +69,10 @@ def _lora(model: nn.Module, cfg, seed: int, base: Base) -> nn.Module:
                                             target_modules=targets, bias="none"))
 
 
-def _lora_state(peft_model) -> dict[str, torch.Tensor]:
-    from ..acquire.lora import lora_tensors
-
-    return lora_tensors(peft_model)
-
-
 def _snapshot(name: str, base: Base, cfg, peft_model, multi: MultiHead, labels: dict,
               recipe: dict, lineage: list[str], log: dict) -> Skill:
     """A classifier skill: the LoRA's tensors and every head learned so far."""
-    tensors = _lora_state(peft_model)
+    tensors = lora_tensors(peft_model)
     for task, head in multi.heads.items():
         tensors[f"head.{task}.weight"] = head.weight.detach().clone()
         tensors[f"head.{task}.bias"] = head.bias.detach().clone()
