@@ -35,6 +35,12 @@ def test_summary_and_rule_by_hand():
     assert s["mean_relative_gain"]["top_delta"] == pytest.approx({"1e-05": 0.1, "0.0001": 0.4})
     assert s["mean_ece_reduction"]["learned"] == pytest.approx({"1e-05": 0.2, "0.0001": 0.4})
     assert s["crossing"] == {"0.90": 1e-4, "0.95": 1e-4}
+    assert s["measurable"] == ["a", "b"]
+    per["b"]["1e-05"]["measurable"] = False          # b's gap is under 2 stderr
+    sure = graft.summarise(per, ["1e-05", "0.0001"])
+    assert sure["measurable"] == ["a"]
+    assert sure["mean_relative_gain_measurable"] == pytest.approx({"1e-05": 0.5, "0.0001": 0.94})
+    assert sure["mean_relative_gain"] == s["mean_relative_gain"]   # the rule's mean: all
     figures = {"families": {"full 64-shot": s}}
     assert graft.holds(figures)                       # 0.97 > 0.95 and 0.40 ≥ 0.40
     s["mean_ece_reduction"]["learned"]["0.0001"] = 0.39
