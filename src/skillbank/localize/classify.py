@@ -142,7 +142,8 @@ def localize_classifier(base: Base, skill: Skill, recipe: GraftRecipe, name: str
     config |= {key: skill.config[key] for key in ("labels", "heads", "pooling", "max_length")
                if key in skill.config}
     metrics = {"localization": {
-        "world": world_name, "task": task, "n_eval": len(held), "seed": recipe.seed,
+        "world": world_name, "task": task, "n_eval": len(held),
+        "n_eval_requested": n_eval, "seed": recipe.seed,
         "n_eligible": n_eligible, "k_init": k, "size": size, "fraction": size / n_eligible,
         "target_sparsity": recipe.sparsity, "best_step": res["best_step"],
         "selection": {"init": {"train_em": res["init"]["train"]["exact_match"],

@@ -29,8 +29,11 @@ def recipe_for(skill: Skill, sparsity: float, seed: int, **overrides) -> GraftRe
 
 
 def graft_n_eval(manifest: dict) -> int | None:
-    """How many held-out inputs a stored graft was evaluated on (part of its identity)."""
-    return manifest.get("metrics", {}).get("localization", {}).get("n_eval")
+    """How many held-out inputs a stored graft was asked to be evaluated on (part of its
+    identity): a classifier's task may hold fewer rows than asked, and the rows it used are
+    recorded apart (``n_eval``), so the request is what a re-run matches."""
+    m = manifest.get("metrics", {}).get("localization", {})
+    return m.get("n_eval_requested", m.get("n_eval"))
 
 
 def find_graft(lib: Library, base: Base, source: str, recipe: GraftRecipe, n_eval: int,
