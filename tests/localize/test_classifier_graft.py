@@ -47,7 +47,7 @@ def test_skill_row_is_the_skill_alone_and_the_graft_is_a_classifier(graft):
     assert all(k.startswith("encoder.layer.") for k in g.tensors if not k.startswith("head."))
 
 
-def test_a_graft_asked_for_more_rows_than_the_task_holds_is_found_again(graft):
+def test_a_graft_asked_for_more_rows_than_the_task_holds_is_found_again(graft, monkeypatch):
     """media's eval split holds 94 rows: a graft asked for 200 evaluates all 94, and a
     re-run asking for 200 again finds it (it used to look for n_eval == 200 and redo it)."""
     from skillbank.localize.jobs import ensure_graft, recipe_for
@@ -56,5 +56,10 @@ def test_a_graft_asked_for_more_rows_than_the_task_holds_is_found_again(graft):
     recipe = recipe_for(skill, 0.05, 0, steps=1, eval_every=1, n_train=8, n_val=8, batch_size=4)
     first, made = ensure_graft(lib, base, skill, recipe, 200)
     assert made and first.metrics["localization"]["n_eval"] == 94
+    import skillbank.localize.jobs as jobs
+
+    def no_redo(*a, **k):
+        raise AssertionError("the stored graft was not found: localized again")
+    monkeypatch.setattr(jobs, "localize", no_redo)
     again, made = ensure_graft(lib, base, skill, recipe, 200)
     assert not made and again.ref == first.ref
