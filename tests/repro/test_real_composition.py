@@ -4,17 +4,13 @@ shipped Debian data: every merge and the advisor answer each task with its own h
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from skillbank.cli import app
 from skillbank.library import Library
 from skillbank.repro import available, profiles
 from skillbank.repro.real import composition
-from tinyskills import tiny_encoder
+from tinyskills import run_quick_real
 
 
 def test_real_profile_listed_and_holds_rule_by_hand():
@@ -27,13 +23,7 @@ def test_real_profile_listed_and_holds_rule_by_hand():
 
 
 def test_quick_real_composition(tmp_path):
-    home = tmp_path / "home"
-    with Library.open(home) as lib:
-        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
-    r = CliRunner().invoke(app, ["--home", str(home), "repro", "composition", "--profile", "real",
-                                 "--quick", "--out", str(tmp_path / "out"), "--json"])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
+    home, res = run_quick_real(tmp_path, "composition")
     assert res["profile"] == "real" and res["quick"] is True
     fig = res["figures"]
     assert fig["tasks"] == ["media", "net"]

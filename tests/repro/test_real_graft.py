@@ -4,16 +4,12 @@ shipped Debian data (few-shot full fine-tunes and LoRAs, each grafted at two spa
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from typer.testing import CliRunner
 
-from skillbank.cli import app
 from skillbank.library import Library
 from skillbank.repro import profiles
 from skillbank.repro.real import graft
-from tinyskills import tiny_encoder
+from tinyskills import run_quick_real
 
 
 def _fig(gain: dict, ece_red: dict) -> dict:
@@ -53,13 +49,7 @@ def test_summary_and_rule_by_hand():
 
 
 def test_quick_real_graft(tmp_path):
-    home = tmp_path / "home"
-    with Library.open(home) as lib:
-        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
-    r = CliRunner().invoke(app, ["--home", str(home), "repro", "graft", "--profile", "real",
-                                 "--quick", "--out", str(tmp_path / "out"), "--json"])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
+    home, res = run_quick_real(tmp_path, "graft")
     assert res["profile"] == "real" and res["quick"] is True and res["holds"] is False
     fam = res["figures"]["families"]
     assert set(fam) == set(graft.FAMILIES)

@@ -4,15 +4,9 @@ end on a tiny BERT registered as the library's `minilm` base with the shipped De
 
 from __future__ import annotations
 
-import json
-
-from typer.testing import CliRunner
-
-from skillbank.cli import app
-from skillbank.library import Library
 from skillbank.repro import profiles
 from skillbank.repro.real import transfer
-from tinyskills import tiny_encoder
+from tinyskills import run_quick_real
 
 
 def test_rule_by_hand():
@@ -28,13 +22,7 @@ def test_rule_by_hand():
 
 
 def test_quick_real_transfer(tmp_path):
-    home = tmp_path / "home"
-    with Library.open(home) as lib:
-        lib.add_base("minilm", tiny_encoder(tmp_path / "enc"))
-    r = CliRunner().invoke(app, ["--home", str(home), "repro", "transfer", "--profile", "real",
-                                 "--quick", "--out", str(tmp_path / "out"), "--json"])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
+    home, res = run_quick_real(tmp_path, "transfer")
     fig = res["figures"]
     assert res["profile"] == "real" and fig["target"] == "writing" and fig["shots"] == 4
     assert fig["candidates"] == ["debian-media@1", "debian-net@1", "debian-science@1"]
