@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from skillbank.acquire.classify import MultiHead
+from skillbank.acquire.multihead import MultiHead
 from skillbank.continual.strategies import STRATEGIES
 from skillbank.library import Library
 from skillbank.repro import profiles

@@ -34,7 +34,6 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import torch
@@ -220,34 +219,6 @@ class EncoderClassifier(nn.Module):
         logits = self.head(mean_pool(hidden.float(), attention_mask))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-class MultiHead(nn.Module):
-    """Encoder + mean pooling + one head per task; each example is read by its task's head
-    (``task_index`` into ``tasks``) and the loss is the mean cross-entropy over the batch
-    (continual learning of classifiers; ScaLearn over classifiers)."""
-
-    def __init__(self, encoder: nn.Module, tasks: list[str]):
-        super().__init__()
-        self.encoder, self.tasks = encoder, tasks
-        self.heads = nn.ModuleDict()
-
-    def add_head(self, task: str, n_labels: int) -> nn.Linear:
-        head = nn.Linear(hidden_size(self.encoder), n_labels)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        self.heads[task] = head
-        return head
-
-    def forward(self, input_ids, attention_mask, labels, task_index):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = mean_pool(hidden.float(), attention_mask)
-        loss = pooled.new_zeros(())
-        for j in task_index.unique().tolist():
-            rows = task_index == j
-            logits = self.heads[self.tasks[j]](pooled[rows])
-            loss = loss + nn.functional.cross_entropy(logits, labels[rows], reduction="sum")
-        return SimpleNamespace(loss=loss / len(labels))
 
 
 def hidden_size(model: nn.Module) -> int:

@@ -27,7 +27,7 @@ Departures from the paper, on purpose:
   mixture of a few hundred examples per target task.
 
 On an encoder base the members are classifiers: each example's loss is the cross-entropy of
-its label through its task's member head, frozen (``acquire.classify.MultiHead``), and the
+its label through its task's member head, frozen (``acquire.multihead.MultiHead``), and the
 composed skill carries every member's head beside the ΔW (``compose.heads``), so it answers
 each member task with that task's head.
 """
@@ -227,7 +227,7 @@ def train_scalearn(
 def _classifier_task_model(base: Base, model: ScaLearnModel, members: Sequence[Skill],
                            pools: dict) -> tuple[nn.Module, object]:
     """``(model with every task's frozen member head, make_batch)`` for classifiers."""
-    from ..acquire.classify import Encoded, MultiHead, label_indices
+    from ..acquire.multihead import MultiHead, multi_task_batch
     from ..evaluate.classify import head_layer
 
     tasks = list(pools)
@@ -239,16 +239,5 @@ def _classifier_task_model(base: Base, model: ScaLearnModel, members: Sequence[S
             raise SkillError(f"ScaLearn on classifiers reads each task with its member's head; "
                              f"no member answers {task!r}")
         multi.heads[task], labels[task] = head_layer(owner, task)
-        label_indices(pools[task], labels[task])   # every label known before training
     max_length = max(int(m.config.get("max_length") or 64) for m in members)
-    encoded = Encoded(base.load_tokenizer(), [e.prompt for p in pools.values() for e in p],
-                      max_length)
-    class_of = {t: {label: i for i, label in enumerate(labels[t])} for t in tasks}
-    index = {t: i for i, t in enumerate(tasks)}
-
-    def make_batch(_tok, examples):
-        batch = encoded.batch([e.prompt for e in examples])
-        batch["labels"] = torch.tensor([class_of[e.task][e.target] for e in examples])
-        batch["task_index"] = torch.tensor([index[e.task] for e in examples])
-        return batch
-    return multi, make_batch
+    return multi, multi_task_batch(base.load_tokenizer(), pools, labels, max_length)

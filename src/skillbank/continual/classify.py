@@ -35,16 +35,14 @@ from torch import nn
 
 from ..acquire.classify import (
     ClassifierRecipe,
-    Encoded,
-    MultiHead,
     attention_targets,
     classification_world,
-    label_indices,
     train_classifier,
 )
 from ..acquire.data import Sampler
 from ..acquire.loop import LoopConfig, train
 from ..acquire.lora import lora_tensors
+from ..acquire.multihead import MultiHead, multi_task_batch
 from ..acquire.regularize import ewc_penalty, fisher_diag, olora_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
@@ -107,19 +105,7 @@ def _prepare(base: Base, cfg):
     labels = {t: classification_world(world, t, base) for t in cfg.tasks}
     pools = {t: world.examples(t, cfg.pool, seed=cfg.seed, split="train") for t in cfg.tasks}
     tok = base.load_tokenizer()
-    encoded = Encoded(tok, [e.prompt for p in pools.values() for e in p], MAX_LENGTH)
-    index = {t: i for i, t in enumerate(cfg.tasks)}
-    for t in cfg.tasks:
-        label_indices(pools[t], labels[t])   # every label known before any training
-    class_of = {t: {label: i for i, label in enumerate(labels[t])} for t in cfg.tasks}
-
-    def make_batch(_tok, examples):
-        batch = encoded.batch([e.prompt for e in examples])
-        batch["labels"] = torch.tensor([class_of[e.task][e.target] for e in examples],
-                                       dtype=torch.long)
-        batch["task_index"] = torch.tensor([index[e.task] for e in examples], dtype=torch.long)
-        return batch
-
+    make_batch = multi_task_batch(tok, pools, labels, MAX_LENGTH)
     return world, labels, pools, tok, make_batch
 
 
