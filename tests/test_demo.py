@@ -180,3 +180,21 @@ def test_cli_train_unknown_task_one_line_error(tmp_path, capsys, monkeypatch):
     assert e.value.code == 2
     assert captured.out == "" and "Traceback" not in captured.err
     assert captured.err.startswith("error: unknown task 'nope'") and captured.err.count("\n") == 1
+
+
+def test_the_composition_reuses_the_matrix_diagonal_as_members_alone(demo):
+    """The composition takes its members-alone figures from the matrix's diagonal (no second
+    evaluation of each member: no "members alone" bar), and they are what the composition's
+    own scorer measures."""
+    from skillbank.repro.composition import _exact_match
+
+    home, out, result = demo
+    summary = json.loads((out / "summary.json").read_text())
+    assert "merges" in result.stderr and "members alone" not in result.stderr
+    with Library.open(home) as lib:
+        base = lib.base("strings-tiny")
+        for task in ("rot", "shift"):
+            skill = lib.get(f"strings-{task}")
+            alone = summary["composition"]["alone"][task]
+            assert alone == summary["matrix"][skill.ref][task]
+            assert alone == _exact_match(base.load_model([skill]), base, [task], 8, 0)[task]

@@ -61,9 +61,11 @@ def run_demo(lib: Library, out_dir: Path, cfg: DemoConfig, ui, executor=None) ->
         if cfg.composition:
             from .repro.composition import composition_section
 
+            alone = {t: matrix[s.ref][t]["exact_match"]   # the matrix's diagonal
+                     for s, t in zip(skills, cfg.tasks, strict=True)}
             summary["composition"], sections = composition_section(
                 lib, base, skills, cfg.tasks, out_dir, ui, cfg.router_recipe(), n_eval=cfg.n_eval,
-                seed=cfg.seed, executor=ex)
+                seed=cfg.seed, executor=ex, alone=alone)
             extra += sections
             t = phase("composition", t)
         if cfg.localization:

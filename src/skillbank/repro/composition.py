@@ -151,17 +151,21 @@ def compare(
     ui,
     router: RouterRecipe | None = None,
     executor=None,
+    alone: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Build every requested method on ``skills`` and measure it; the figures of this module.
     The router is ``router`` (default: :func:`scale_router`), re-used or trained as a job
-    on ``executor`` (default: in this process)."""
+    on ``executor`` (default: in this process). ``alone`` is each member's exact match on
+    its own task with ``scale.n_eval`` and ``seed`` (a matrix's diagonal), measured here
+    when not given."""
     n = scale.n_eval
     aligned = aligned_deltas(skills)
-    alone = {}
-    with ui.bar("members alone", len(skills)) as step:
-        for i, (s, t) in enumerate(zip(skills, tasks, strict=True)):
-            alone[t] = _exact_match(base.load_model([s]), base, [t], n, seed)[t]
-            step(i + 1, None)
+    if alone is None:
+        alone = {}
+        with ui.bar("members alone", len(skills)) as step:
+            for i, (s, t) in enumerate(zip(skills, tasks, strict=True)):
+                alone[t] = _exact_match(base.load_model([s]), base, [t], n, seed)[t]
+                step(i + 1, None)
     n_layers = base.load_model().config.num_hidden_layers
     specs = merge_specs(len(skills), n_layers, seed)
     out: dict[str, dict] = {}
@@ -329,12 +333,15 @@ def composition_section(
     n_eval: int = 200,
     seed: int = 0,
     executor=None,
+    alone: dict[str, float] | None = None,
 ) -> tuple[dict, list[Section]]:
     """For the demo: router, linear, ties (PEFT convention) and cat on the demo's skills, as
     ``(figures, sections)``; nearly all of its time is the router's training (a ``route``
-    job on ``executor``). ``figures["router_meets_target"]`` applies this module's rule."""
+    job on ``executor``). ``alone``: the members' own exact match, as :func:`compare`.
+    ``figures["router_meets_target"]`` applies this module's rule."""
     figures = compare(lib, base, skills, tasks, ["linear", "ties-peft", "cat", "router"],
-                      Scale(n_eval=n_eval), seed, ui, router=router, executor=executor)
+                      Scale(n_eval=n_eval), seed, ui, router=router, executor=executor,
+                      alone=alone)
     figures["router_meets_target"] = holds(figures)
     _, sections = table_and_sections(figures, out_dir, "Composition: normalised accuracy")
     return figures, sections
