@@ -35,11 +35,12 @@ class Router(nn.Module):
         return self.net(h)
 
 
-def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
-                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module: (A, B)}`` with B·A = ΔW as an (out × in) map: a LoRA's own factors (scale
-    folded into B); other static kinds by an exact full-rank SVD. ``stored_in_out`` names the
-    modules whose weight is stored (in, out) (GPT-2's ``Conv1D``): their ΔW is transposed."""
+def member_changes(skill: Skill, stored_in_out: frozenset[str] = frozenset()
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor] | torch.Tensor]:
+    """``{module: change}`` as an (out × in) map: a LoRA's own factors ``(A, B)`` (scale
+    folded into B, B·A = ΔW); other static kinds their dense ΔW. ``stored_in_out`` names
+    the modules whose weight is stored (in, out) (GPT-2's ``Conv1D``): their ΔW is
+    transposed. 1-D changes (biases, norm scales) are :func:`member_vectors`'."""
     if skill.kind == "lora":
         return {m: (skill.tensors[f"{m}.lora_A.weight"].float(),
                     lora_scale(skill.config, skill.tensors[f"{m}.lora_A.weight"].shape[0])
@@ -47,13 +48,41 @@ def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
                 for m in lora_modules(skill.tensors)}
     out = {}
     for param, dw in skill.delta().items():
-        if dw.dim() < 2:  # a bias or a norm's scale: member_vectors
+        if dw.dim() < 2:
             continue
         module = param.removesuffix(".weight")
-        dw = dw.float().T if module in stored_in_out else dw.float()
-        u, sv, vh = torch.linalg.svd(dw, full_matrices=False)
-        out[module] = (vh, u * sv)
+        out[module] = dw.float().T if module in stored_in_out else dw.float()
     return out
+
+
+def _rank(change) -> int:
+    return change[0].shape[0] if isinstance(change, tuple) else min(change.shape)
+
+
+def _as_factors(change) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with B·A = the change: a LoRA's own, else an exact full-rank SVD of ΔW."""
+    if isinstance(change, tuple):
+        return change
+    u, sv, vh = torch.linalg.svd(change, full_matrices=False)
+    return vh, u * sv
+
+
+def _as_dense(change) -> torch.Tensor:
+    return change[1] @ change[0] if isinstance(change, tuple) else change
+
+
+def member_factors(skill: Skill, stored_in_out: frozenset[str] = frozenset()
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A, B)}`` with B·A = ΔW as an (out × in) map: a LoRA's own factors (scale
+    folded into B); other static kinds by an exact full-rank SVD."""
+    return {m: _as_factors(c) for m, c in member_changes(skill, stored_in_out).items()}
+
+
+def dense_is_cheaper(rank: int, in_f: int, out_f: int) -> bool:
+    """Whether n members side by side cost less as dense ΔW (n·out·in multiply-adds per
+    input) than as factor pairs of ``rank`` (n·rank·(in + out)). Always for a full-rank
+    member, never for a LoRA of rank well below the layer's width; a tie keeps factors."""
+    return rank * (in_f + out_f) > in_f * out_f
 
 
 def member_vectors(members: Sequence[Skill]) -> dict[str, torch.Tensor]:
@@ -68,38 +97,58 @@ def member_vectors(members: Sequence[Skill]) -> dict[str, torch.Tensor]:
     return out
 
 
-def linear_factors(model: nn.Module, members: Sequence[Skill], what: str,
-                   vectors: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module: (A [n, r, in], B [n, out, r])}``: every member's factors on every linear
-    layer any member changes, zero-padded to a common rank (a member that leaves a layer
-    alone has zeros there). SkillError naming ``what`` for a change to a non-linear layer,
-    and, unless ``vectors`` (the caller applies :func:`member_vectors`), to a 1-D one."""
+def linear_changes(model: nn.Module, members: Sequence[Skill], what: str, vectors: bool = False
+                   ) -> dict[str, tuple[int, int, list]]:
+    """``{module: (in, out, [change or None per member])}`` (see :func:`member_changes`)
+    for every linear layer any member changes. SkillError naming ``what`` for a change to
+    a non-linear layer, and, unless ``vectors`` (the caller applies :func:`member_vectors`),
+    to a 1-D one."""
     if not vectors and (found := next((p for m in members for p, sh in m.delta_params().items()
                                         if len(sh) < 2), None)):
         raise SkillError(f"{what} supports changes to linear weights only; {found} is not one")
     modules = dict(model.named_modules())
     conv = frozenset(n for n, m in modules.items() if is_linear(m) and not isinstance(m, nn.Linear))
-    factors = [member_factors(m, conv) for m in members]
+    changes = [member_changes(m, conv) for m in members]
     out = {}
-    for name in sorted(set().union(*factors)):
+    for name in sorted(set().union(*changes)):
         if name not in modules or not is_linear(modules[name]):
             raise SkillError(f"{what} supports linear layers only; {name} is not one")
-        in_f, out_f = in_out(modules[name])
-        r = max(f[name][0].shape[0] for f in factors if name in f)
-        A, B = torch.zeros(len(members), r, in_f), torch.zeros(len(members), out_f, r)
-        for i, f in enumerate(factors):
-            if name in f:
-                a, b = f[name]
-                A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
-        out[name] = (A, B)
+        out[name] = (*in_out(modules[name]), [c.get(name) for c in changes])
     return out
+
+
+def padded_factors(in_f: int, out_f: int, changes: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A [n, r, in], B [n, out, r]): the members' factors zero-padded to a common rank (a
+    member that leaves the layer alone, ``None``, has zeros there)."""
+    factors = [None if c is None else _as_factors(c) for c in changes]
+    r = max(f[0].shape[0] for f in factors if f is not None)
+    A, B = torch.zeros(len(changes), r, in_f), torch.zeros(len(changes), out_f, r)
+    for i, f in enumerate(factors):
+        if f is not None:
+            a, b = f
+            A[i, : a.shape[0]], B[i, :, : a.shape[0]] = a, b
+    return A, B
+
+
+def linear_factors(model: nn.Module, members: Sequence[Skill], what: str,
+                   vectors: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A [n, r, in], B [n, out, r])}``: every member's factors on every linear
+    layer any member changes (:func:`linear_changes`, :func:`padded_factors`)."""
+    return {name: padded_factors(in_f, out_f, changes)
+            for name, (in_f, out_f, changes) in linear_changes(model, members, what,
+                                                               vectors).items()}
 
 
 class RoutedModel(nn.Module):
     """A frozen base whose changed linear layers add Σ_i α_i(x)·ΔW_i x (forward hooks)."""
 
-    def __init__(self, base_model: nn.Module, members: Sequence[Skill], router: Router):
+    def __init__(self, base_model: nn.Module, members: Sequence[Skill], router: Router,
+                 form: str | None = None):
+        """``form``: "dense" or "factors" for every changed layer; None (the default) picks
+        per layer whichever costs less (:func:`dense_is_cheaper`). Both give the same map."""
         super().__init__()
+        if form not in (None, "dense", "factors"):
+            raise SkillError(f"routing form must be dense or factors, got {form!r}")
         self.model = base_model
         self.router = router
         self.members = list(members)
@@ -110,11 +159,23 @@ class RoutedModel(nn.Module):
         self._A: dict[str, torch.Tensor] = {}
         self._B: dict[str, torch.Tensor] = {}
         self._rank: dict[str, int] = {}
-        for name, (A, B) in linear_factors(self.model, self.members, "routing", True).items():
-            # members side by side: one (n·r × in) and one (out × n·r) matrix, two GEMMs a layer
-            n, r, in_f = A.shape
+        self._W: dict[str, torch.Tensor] = {}
+        self.layers: list[str] = []  # every changed linear layer, in either form
+        n = len(self.members)
+        for name, (in_f, out_f, changes) in linear_changes(self.model, self.members, "routing",
+                                                           True).items():
+            # members side by side, in whichever form costs less (dense_is_cheaper): one
+            # (n·out × in) matrix, or one (n·r × in) and one (out × n·r); one or two GEMMs
+            self.layers.append(name)
+            r = max(_rank(c) for c in changes if c is not None)
+            if form == "dense" or (form is None and dense_is_cheaper(r, in_f, out_f)):
+                self._W[name] = torch.cat([torch.zeros(out_f, in_f) if c is None else _as_dense(c)
+                                           for c in changes])
+                modules[name].register_forward_hook(self._dense_hook(name))
+                continue
+            A, B = padded_factors(in_f, out_f, changes)
             self._A[name] = A.reshape(n * r, in_f)
-            self._B[name] = B.permute(1, 0, 2).reshape(B.shape[1], n * r)
+            self._B[name] = B.permute(1, 0, 2).reshape(out_f, n * r)
             self._rank[name] = r
             modules[name].register_forward_hook(self._hook(name))
         self._bias: dict[str, torch.Tensor] = {}   # module → [n, out]: Σ α_i Δb_i
@@ -143,6 +204,17 @@ class RoutedModel(nn.Module):
             a = self._alpha.repeat_interleave(self._rank[name], dim=1)  # α_i on block i
             z = z * a.view(a.shape[0], *([1] * (z.dim() - 2)), a.shape[1])  # [B, (T,) n·r]
             return output + torch.nn.functional.linear(z, self._B[name])  # Σ_i α_i B_i A_i x
+        return hook
+
+    def _dense_hook(self, name: str):
+        def hook(_module, inputs, output):
+            if self._alpha is None:
+                return output
+            x = inputs[0]
+            z = torch.nn.functional.linear(x.reshape(x.shape[0], -1, x.shape[-1]), self._W[name])
+            z = z.view(*z.shape[:2], self._alpha.shape[1], -1)  # [B, T, n, out]: ΔW_i x
+            mixed = (self._alpha[:, None, None, :] @ z).squeeze(-2)  # [B, T, out]: Σ α_i ΔW_i x
+            return output + mixed.view(output.shape)
         return hook
 
     def _vector_hook(self, name: str):

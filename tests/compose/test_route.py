@@ -123,3 +123,44 @@ def test_prompt_only_context_equals_the_full_sequence_context(setup):
     want = base.load_model([mixed])(input_ids=b["input_ids"],
                                     attention_mask=b["attention_mask"]).logits
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_dense_is_cheaper_by_hand():
+    from skillbank.routed import dense_is_cheaper
+
+    # factor pairs cost r·(in + out) per member and input, dense ΔW in·out
+    assert not dense_is_cheaper(8, 64, 64)        # 1,024 < 4,096
+    assert not dense_is_cheaper(8, 16, 16)        # 256 = 256: a tie keeps the factors
+    assert dense_is_cheaper(9, 16, 16)            # 288 > 256
+    assert dense_is_cheaper(384, 384, 1536)       # a full-rank member of an FFN layer
+    assert dense_is_cheaper(16, 16, 64)           # full rank (min(in, out)) always is
+
+
+def test_routing_by_dense_deltas_equals_routing_by_factors(setup):
+    """A LoRA member and a full-rank (merged) member per input: the dense form the router
+    picks for full-rank members gives what the factor form gives, and both add exactly
+    α_1(x)·ΔW_1 + α_2(x)·ΔW_2 to every changed layer (per row of the batch)."""
+    _, base, members, tok = setup
+    full = merge_skills("full", members, MergeSpec("linear", weights=[0.7, 0.4]))  # delta kind
+    pair = [members[0], full]
+    hidden = base.load_model().config.hidden_size
+    dense = RoutedModel(base.load_model(), pair, Router(hidden, 2))
+    assert dense._W and not dense._A               # a full-rank member: every layer dense
+    factored = RoutedModel(base.load_model(), pair, Router(hidden, 2), form="factors")
+    assert factored._A and not factored._W
+    with pytest.raises(SkillError, match="dense or factors"):
+        RoutedModel(base.load_model(), pair, Router(hidden, 2), form="svd")
+    b = _batch(tok)
+    alpha = torch.tensor([[0.3, -1.2], [1.0, 0.0], [0.0, 1.0], [-0.5, 2.0]])
+    got = {}
+    for label, m in (("dense", dense), ("factors", factored)):
+        m._alpha = alpha
+        got[label] = m.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        m._alpha = None
+    assert torch.allclose(got["dense"], got["factors"], atol=1e-5)
+    for row in range(4):
+        w = alpha[row].tolist()
+        mixed = merge_skills("mix", pair, MergeSpec("linear", weights=w))
+        want = base.load_model([mixed])(input_ids=b["input_ids"][row: row + 1],
+                                        attention_mask=b["attention_mask"][row: row + 1]).logits
+        assert torch.allclose(got["dense"][row: row + 1], want, atol=1e-4)

@@ -59,17 +59,20 @@ def test_a_policy_network_is_a_base_of_kind_policy(tmp_path):
         base.load_tokenizer()
 
 
-def test_state_routing_equals_the_weights_alpha_of_s_adds(tmp_path):
+@pytest.mark.parametrize("rank", [2, 5])
+def test_state_routing_equals_the_weights_alpha_of_s_adds(tmp_path, rank):
     """W(s) = W0 + Σ α_i(s)·ΔW_i: for one state, the routed policy's action equals the base
-    with α_i(s)·ΔW_i added to its weights by ``apply_skill``."""
+    with α_i(s)·ΔW_i added to its weights by ``apply_skill`` — through factor pairs (rank 2
+    on 8 × 8 layers: 2·16 < 64) and through dense ΔW (rank 5: 5·16 > 64)."""
     lib, base = _policy_base(tmp_path)
-    members = [_lora(base, "a", 1), _lora(base, "b", 2)]
+    members = [_lora(base, "a", 1, rank), _lora(base, "b", 2, rank)]
     torch.manual_seed(0)
     router = Router(39, 2, width=6, layers=2)
     with torch.no_grad():
         router.net[-1].weight.normal_()
         router.net[-1].bias.copy_(torch.tensor([0.3, -0.7]))
     routed = StateRouted(base.load_model(), members, router)
+    assert (sorted(routed._W) if rank == 5 else sorted(routed._A)) == routed.layers
     for k in range(3):
         s = torch.randn(1, 39) * (k + 1)
         alpha = router(routed.model.features(s))[0]
@@ -85,11 +88,15 @@ def test_state_routing_equals_the_weights_alpha_of_s_adds(tmp_path):
         assert torch.allclose(routed(obs=batch), rows, atol=1e-6)
 
 
-def test_the_new_lora_beside_alpha_is_the_skill_it_is_stored_as(tmp_path):
+@pytest.mark.parametrize("rank", [2, 5])
+def test_the_new_lora_beside_alpha_is_the_skill_it_is_stored_as(tmp_path, rank):
+    """On every layer the members change, whichever form routes them (rank 5: dense)."""
     lib, base = _policy_base(tmp_path)
-    members = [_lora(base, "a", 1)]
+    members = [_lora(base, "a", 1, rank)]
     router = Router(39, 1, width=4, layers=1)  # zero head: α = 0, only the new LoRA acts
     routed = StateRouted(base.load_model(), members, router, new_rank=3, new_alpha=6, seed=0)
+    assert len(routed.layers) == 2 * len(base.arch.targets)
+    assert {k.rsplit("/", 1)[0].replace("/", ".") for k in routed.new} == set(routed.layers)
     with torch.no_grad():
         for k, p in routed.new.items():
             if k.endswith("/B"):

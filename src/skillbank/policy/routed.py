@@ -40,7 +40,7 @@ class StateRouted(RoutedModel):
         self.new = nn.ParameterDict()
         if new_rank:
             gen = torch.Generator().manual_seed(seed)
-            for name in sorted(self._A):
+            for name in self.layers:
                 module = dict(self.model.named_modules())[name]
                 out_f, in_f = module.weight.shape
                 a = torch.empty(new_rank, in_f)
@@ -48,7 +48,7 @@ class StateRouted(RoutedModel):
                 a.uniform_(-bound, bound, generator=gen)
                 self.new[name.replace(".", "/") + "/A"] = nn.Parameter(a)
                 self.new[name.replace(".", "/") + "/B"] = nn.Parameter(torch.zeros(out_f, new_rank))
-            for name in self._A:
+            for name in self.layers:
                 dict(self.model.named_modules())[name].register_forward_hook(self._new_hook(name))
 
     def _new_hook(self, name: str):
