@@ -29,8 +29,8 @@ MAX_STEPS = 16
 def check_chain_world(world: World) -> None:
     """SkillError unless the world chains its tasks (``apply``) and builds prompts from inputs."""
     if not all(hasattr(world, a) for a in ("apply", "prompt_for", "input_of")):
-        raise SkillError(f"a chain needs a world whose tasks chain call by call (strings); "
-                         f"world {world.name!r} does not")
+        raise SkillError(f"a chain needs a world whose tasks chain call by call (as strings: "
+                         f"tasks chain with '+'); world {world.name!r} does not")
 
 
 def chain_skill(name: str, base: Base, members: Sequence[Skill], steps: Sequence[str],

@@ -47,6 +47,7 @@ from ..evaluate.generate import greedy
 from ..evaluate.metrics import bootstrap_stderr, token_edit_distance
 from ..worlds.base import Example, World
 from ..worlds.strings import input_of as strings_input
+from .chain import check_chain_world
 
 DEFAULT_PRIMITIVES = ("rot", "shift", "dedup", "drop", "swap", "dup")
 
@@ -164,9 +165,11 @@ class OneShot:
 
 
 class CallByCall:
-    """Skills chained one call at a time: step j's skill gets ``"p_j:y_{j-1}="`` where
-    ``y_{j-1}`` is the previous call's output (``y_0`` the input); the last output is the
-    answer. ``models`` maps each primitive to its model (base + that skill)."""
+    """Skills chained one call at a time: step j's skill gets ``world.prompt_for(p_j,
+    y_{j-1})`` (``"p_j:y_{j-1}="`` in strings) where ``y_{j-1}`` is the previous call's
+    output (``y_0`` the input); the last output is the answer. ``models`` maps each
+    primitive to its model (base + that skill). As ``chain.ChainRunner`` does for one fixed
+    chain, here for a batch of different chains (each step groups the inputs by skill)."""
 
     def __init__(self, models: dict, tokenizer):
         self.models, self.tokenizer = models, tokenizer
@@ -175,7 +178,7 @@ class CallByCall:
         missing = sorted({p for c in chains for p in c} - set(self.models))
         if missing:
             raise ValueError(f"no skill for primitive(s) {', '.join(missing)} in call-by-call chaining")
-        current = [input_of(e) for e in examples]
+        current = [world.input_of(e.prompt) for e in examples]
         answers = [Answer("") for _ in examples]
         for j in range(max(map(len, chains))):
             todo: dict[str, list[int]] = {}
@@ -186,7 +189,7 @@ class CallByCall:
                 # budget: the longest chain prefix's target bound (dup doubles lengths)
                 budget = max(world.max_target_len("+".join(chains[i][: j + 1])) for i in idx) + 2
                 outs = greedy(self.models[prim], self.tokenizer,
-                              [f"{prim}:{current[i]}=" for i in idx], budget)
+                              [world.prompt_for(prim, current[i]) for i in idx], budget)
                 for i, o in zip(idx, outs, strict=True):
                     text = self.tokenizer.decode(o, skip_special_tokens=True).strip()
                     answers[i].calls.append((prim, current[i], text))
@@ -194,13 +197,6 @@ class CallByCall:
         for a, y in zip(answers, current, strict=True):
             a.pred = y
         return answers
-
-
-def check_chain_world(world: World) -> None:
-    """ValueError unless the world runs '+' chains of its tasks (``world.apply``)."""
-    if not hasattr(world, "apply"):
-        raise ValueError(f"skill-mix needs a world whose tasks chain with '+' (strings); "
-                         f"world {world.name!r} does not")
 
 
 Runner = Callable[[World, Sequence[Chain], Sequence[Example]], list[Answer]]
