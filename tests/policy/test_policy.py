@@ -149,6 +149,12 @@ def test_bad_recipes_are_one_line_policy_errors():
                         ({"task": "reach-v3", "lr": 2.0}, "lr must be")):
         with pytest.raises(PolicyError, match=msg):
             PolicyLoraRecipe(**kwargs)
+    from skillbank.policy.routed import StateRouterRecipe
+
+    assert StateRouterRecipe("reach-v3", new_rank=0).new_rank == 0   # no new LoRA
+    for bad in (-1, True, 4097, 2.0):
+        with pytest.raises(PolicyError, match=r"new_rank must be an integer in \[0, 4,096\]"):
+            StateRouterRecipe("reach-v3", new_rank=bad)
     with pytest.raises(PolicyError, match="one per held-out goal"):
         eval_goals(26)
     assert set(eval_goals(25)) == set(range(25, 50))

@@ -35,12 +35,14 @@ from . import PolicyError, require
 from .env import HORIZON, Demos, check_horizon, check_speed, check_task, demonstrations
 
 
-def _positive_int(what: str, value, high: int = 1_000_000) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise PolicyError(f"{what} must be an integer in [1, {high:,}], got {value!r}")
+def check_int(what: str, value, high: int = 1_000_000, low: int = 1) -> None:
+    """PolicyError unless ``value`` is an integer (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PolicyError(f"{what} must be an integer in [{low}, {high:,}], got {value!r}")
 
 
-def _rate(what: str, value) -> None:
+def check_rate(what: str, value) -> None:
+    """PolicyError unless ``value`` is a finite number in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or not 0 < value <= 1:
         raise PolicyError(f"{what} must be a number in (0, 1], got {value!r}")
@@ -70,8 +72,8 @@ class PolicyBaseRecipe:
             check_task(t)
         for key, high in (("demos", 1000), ("width", 4096), ("blocks", 64), ("steps", 10 ** 6),
                           ("batch_size", 65536)):
-            _positive_int(key, getattr(self, key), high)
-        _rate("lr", self.lr)
+            check_int(key, getattr(self, key), high)
+        check_rate("lr", self.lr)
         check_horizon(self.horizon)
         if not 0.0 <= self.std_floor <= 10.0:
             raise PolicyError(f"std_floor must be in [0, 10], got {self.std_floor}")
@@ -102,8 +104,8 @@ class PolicyLoraRecipe:
         check_task(self.task)
         for key, high in (("demos", 1000), ("rank", 4096), ("alpha", 65536), ("steps", 10 ** 6),
                           ("batch_size", 65536)):
-            _positive_int(key, getattr(self, key), high)
-        _rate("lr", self.lr)
+            check_int(key, getattr(self, key), high)
+        check_rate("lr", self.lr)
         check_horizon(self.horizon)
         object.__setattr__(self, "speed", check_speed(self.speed))
 

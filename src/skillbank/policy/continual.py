@@ -34,7 +34,7 @@ from ..acquire.regularize import ewc_penalty, online_fisher
 from ..base import Base
 from ..evaluate import continual as metrics
 from . import PolicyError
-from .bc import _positive_int, _rate, check_policy_base, fit, policy_peft
+from .bc import check_int, check_policy_base, check_rate, fit, policy_peft
 from .env import HORIZON, check_horizon, check_task, demonstrations, eval_goals
 from .evaluate import success_rate
 
@@ -74,10 +74,10 @@ class PolicyContinualRecipe:
                               f"{', '.join(STRATEGIES)}")
         for key, high in (("demos", 1000), ("rank", 4096), ("steps", 10 ** 6),
                           ("batch_size", 65536), ("curve_points", 100)):
-            _positive_int(key, getattr(self, key), high)
-        _rate("lr", self.lr)
-        _rate("replay_fraction", self.replay_fraction)
-        _rate("ewc_gamma", self.ewc_gamma)
+            check_int(key, getattr(self, key), high)
+        check_rate("lr", self.lr)
+        check_rate("replay_fraction", self.replay_fraction)
+        check_rate("ewc_gamma", self.ewc_gamma)
         if not (isinstance(self.ewc_lambda, int | float) and math.isfinite(self.ewc_lambda)
                 and 0 <= self.ewc_lambda <= 1e12):
             raise PolicyError(f"ewc_lambda must be in [0, 1e12], got {self.ewc_lambda!r}")

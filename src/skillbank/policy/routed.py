@@ -26,7 +26,7 @@ from ..base import Base, check_base
 from ..routed import RoutedModel, Router
 from ..skill import Skill, SkillError
 from . import PolicyError
-from .bc import _positive_int, _rate, check_policy_base, demo_cache, fit, policy_lora_config
+from .bc import check_int, check_policy_base, check_rate, demo_cache, fit, policy_lora_config
 from .env import HORIZON, check_horizon, check_speed, check_task, demonstrations
 
 
@@ -99,12 +99,10 @@ class StateRouterRecipe:
         check_task(self.task)
         for key, high in (("demos", 1000), ("steps", 10 ** 6), ("width", 4096), ("layers", 8),
                           ("batch_size", 65536)):
-            _positive_int(key, getattr(self, key), high)
-        if isinstance(self.new_rank, bool) or not isinstance(self.new_rank, int) \
-                or not 0 <= self.new_rank <= 4096:
-            raise PolicyError(f"new_rank must be an integer in [0, 4096], got {self.new_rank!r}")
-        _rate("lr", self.lr)
-        _rate("new_lr", self.new_lr)
+            check_int(key, getattr(self, key), high)
+        check_int("new_rank", self.new_rank, 4096, low=0)
+        check_rate("lr", self.lr)
+        check_rate("new_lr", self.new_lr)
         check_horizon(self.horizon)
         object.__setattr__(self, "speed", check_speed(self.speed))
 
