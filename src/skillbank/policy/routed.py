@@ -40,16 +40,15 @@ class StateRouted(RoutedModel):
         self.new = nn.ParameterDict()
         if new_rank:
             gen = torch.Generator().manual_seed(seed)
+            modules = dict(self.model.named_modules())
             for name in self.layers:
-                module = dict(self.model.named_modules())[name]
-                out_f, in_f = module.weight.shape
+                out_f, in_f = modules[name].weight.shape
                 a = torch.empty(new_rank, in_f)
                 bound = 1 / math.sqrt(in_f)  # kaiming_uniform_(a=√5), as nn.Linear and PEFT
                 a.uniform_(-bound, bound, generator=gen)
                 self.new[name.replace(".", "/") + "/A"] = nn.Parameter(a)
                 self.new[name.replace(".", "/") + "/B"] = nn.Parameter(torch.zeros(out_f, new_rank))
-            for name in self.layers:
-                dict(self.model.named_modules())[name].register_forward_hook(self._new_hook(name))
+                modules[name].register_forward_hook(self._new_hook(name))
 
     def _new_hook(self, name: str):
         key = name.replace(".", "/")
